@@ -1,0 +1,12 @@
+"""Executors: run configs in, result dicts out — in this process, in worker processes, or on Ray.
+
+Every executor has the same interface, :class:`~optreg.executors.base.Executor`: ``map(tasks)``
+takes :class:`~optreg.executors.base.Task` s (a config as a plain dict and a checkpoint path) and
+yields result dicts as runs finish. Only plain data crosses a process boundary, so a config gives
+the same result whoever executes it.
+"""
+
+from optreg.executors.base import Executor, Task, execute_task
+from optreg.executors.local import LocalExecutor
+
+__all__ = ["Executor", "LocalExecutor", "Task", "execute_task"]

@@ -1,0 +1,68 @@
+"""What every executor shares: the task format, and the function that executes one task."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from optreg.config import RunConfig
+from optreg.data import Cifar10
+from optreg.runtime import machine_info, now
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to execute: its config (plain dict) and where its checkpoint lives."""
+
+    config: dict[str, Any]
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """How each run executes: device, torch threads, progress display."""
+
+    device: str = "cpu"
+    threads: int = 1
+    progress: bool = False
+
+
+class Executor(Protocol):
+    """Runs tasks; yields one result dict per task, in order of completion."""
+
+    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def execute_task(task: Task, data: Cifar10, resources: Resources) -> dict[str, Any]:
+    """Run one task; an exception becomes a ``status="failed"`` result instead of propagating.
+
+    A diverged run is a result (``status="diverged"``) already; a failed one keeps the error and
+    the traceback's last lines, so the study can go on and the user can see what went wrong.
+    """
+    from optreg.training import run  # keeps this module light to import in Ray drivers
+
+    config = RunConfig.from_dict(task.config)
+    log = print if not resources.progress else None
+    try:
+        return run(config, data, device=resources.device, threads=resources.threads,
+                   checkpoint=task.checkpoint, progress=resources.progress, log=log)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:
+        return failed_result(config, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+
+
+def failed_result(config: RunConfig, error: str, detail: str = "") -> dict[str, Any]:
+    """A result for a run that could not finish (an exception, a crashed worker)."""
+    return {
+        "id": config.run_id, "name": config.name, "seed": config.seed,
+        "config": config.to_dict(), "status": "failed", "error": f"{config.name}: {error}",
+        "traceback": detail, "diverged_at": None, "train_acc": None, "test_acc": None,
+        "history": {"train_loss": [], "valid_loss": [], "valid_acc": []},
+        "wall_s": None, "train_s": None, "eval_s": None, "train_img_per_s": None,
+        "provenance": {**machine_info(), "finished_at": now()},
+    }

@@ -1,0 +1,75 @@
+"""From a :class:`~optreg.config.RunConfig` to the objects a run trains with.
+
+Each scenario of a study is one config; these functions are the only place that turns its plain
+fields into a model, a loss, an optimizer and a schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from optreg.config import RunConfig
+from optreg.losses import CrossEntropyLoss
+from optreg.models import LeNet5
+from optreg.optim import Adam
+from optreg.regularization import param_groups
+
+
+def build_model(config: RunConfig, device: torch.device) -> nn.Module:
+    """Seed with ``config.seed``, then build the model: the same seed, the same initial weights."""
+    torch.manual_seed(config.seed)
+    return LeNet5().to(device)
+
+
+def build_loss(config: RunConfig, model: nn.Module) -> nn.Module:
+    """optreg's cross-entropy (with λ = wd·B in the loss when decay_mode is "loss") or torch's."""
+    if config.loss == "torch":
+        return nn.CrossEntropyLoss()
+    l2 = config.l2 if config.decay_mode == "loss" else 0.0
+    return CrossEntropyLoss(params=model.parameters(), l2=l2, decay=config.decay)
+
+
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer a config names, decaying only what ``config.decay`` selects.
+
+    optreg's Adam chooses decayed tensors itself (its ``decay`` option); torch's optimizers get
+    two param groups (weight_decay on the selected tensors, 0 on the rest), or, for
+    ``decay="all"``, one group as torch users write it.
+    """
+    params = list(model.parameters())
+    in_optimizer = config.decay_mode in ("coupled", "decoupled", "paper")
+    wd = config.weight_decay if in_optimizer else 0.0
+    if config.implementation == "optreg":
+        return Adam(
+            params,
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.eps,
+            weight_decay=wd,
+            decoupled=config.decay_mode in ("decoupled", "paper"),
+            amsgrad=config.amsgrad,
+            decay=config.decay,
+            decay_scale="schedule" if config.decay_mode == "paper" else "lr",
+        )
+    groups = param_groups(params, wd, config.decay) if wd > 0 else [{"params": params}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    torch_adam = torch.optim.AdamW if config.decay_mode == "decoupled" else torch.optim.Adam
+    return torch_adam(
+        groups, lr=config.lr, betas=config.betas, eps=config.eps, amsgrad=config.amsgrad,
+        weight_decay=0.0,  # the groups carry the decay
+    )
+
+
+def build_scheduler(
+    config: RunConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """None for a constant rate; for "cosine", lr_t = lr·½(1 + cos(π·t/T)), stepped per batch."""
+    if config.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, total_steps) / total_steps))
+    )

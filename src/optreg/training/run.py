@@ -1,0 +1,157 @@
+"""One run: a :class:`~optreg.config.RunConfig` in, a plain result dict out.
+
+Top to bottom: seed → model → loss → optimizer → schedule → (resume from a checkpoint) → epochs
+of training, each followed by evaluation on the validation split and a checkpoint → final
+accuracy on the whole train and test splits → result. The result is JSON-ready; its format is
+described in ``optreg.results`` and the README.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optreg.config import RunConfig
+from optreg.data import Cifar10
+from optreg.runtime import execution, machine_info, now
+from optreg.training.builders import build_loss, build_model, build_optimizer, build_scheduler
+from optreg.training.checkpoint import load_checkpoint, save_checkpoint
+from optreg.training.loop import DivergenceError, History, evaluate, fit
+from optreg.training.progress import Progress
+
+Log = Callable[[str], None]
+
+
+def run(
+    config: RunConfig,
+    data: Cifar10,
+    *,
+    device: torch.device | str = "cpu",
+    threads: int = 1,
+    checkpoint: str | Path | None = None,
+    progress: bool = False,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one config on ``data``; return its result dict.
+
+    Args:
+        config: what to train.
+        data: the splits (uint8 images, on any device; moved to ``device`` here, a no-op if
+            already there). The run uses the first ``config.train_size`` / ``test_size`` images.
+            The test split doubles as the validation split, as in the classroom exercise.
+        device: where to compute.
+        threads: torch intra-op threads for the run (CPU); fixed so results do not depend on
+            what else runs on the machine.
+        checkpoint: file for end-of-epoch checkpoints; an existing one is resumed from.
+        progress: show a progress bar (else one log line per epoch).
+        log: where per-epoch lines go (default: nowhere).
+
+    A run whose loss becomes NaN/Inf returns ``status="diverged"`` with the epoch and step;
+    other exceptions propagate (the executor records them as ``status="failed"``).
+    """
+    device = torch.device(device)
+    log = log or (lambda _line: None)
+    train = _prefix(data.train, config.train_size).to(device)
+    test = _prefix(data.test, config.test_size).to(device)
+    started = time.perf_counter()
+    with execution(threads, config.flush_denormal and device.type == "cpu"):
+        model = build_model(config, device)
+        criterion = build_loss(config, model)
+        optimizer = build_optimizer(config, model)
+        steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        scheduler = build_scheduler(config, optimizer, steps_per_epoch * config.epochs)
+        generator = torch.Generator().manual_seed(config.seed) if config.shuffle else None
+        history = History()
+        state = load_checkpoint(checkpoint) if checkpoint else None
+        if state is not None:
+            _restore(state, config, model, optimizer, scheduler, generator, history)
+            log(f"{config.name}: resumed after epoch {state['epoch']}")
+        first_epoch = len(history.train_loss) + 1
+
+        bar = Progress(config.name, total=config.epochs * steps_per_epoch, enabled=progress,
+                       done=(first_epoch - 1) * steps_per_epoch)
+
+        def save(epoch: int, history: History) -> None:
+            if checkpoint:
+                save_checkpoint(checkpoint, _snapshot(config, epoch, model, optimizer,
+                                                      scheduler, generator, history))
+
+        diverged = None
+        try:
+            fit(model, criterion, optimizer, train, test, epochs=config.epochs,
+                batch_size=config.batch_size, scheduler=scheduler, generator=generator,
+                history=history, on_epoch_end=save, on_steps=bar.update,
+                log=lambda line: (bar.write if bar.active else log)(f"{config.name} {line}"))
+        except DivergenceError as e:
+            diverged = e
+        finally:
+            bar.close()
+
+        train_acc = test_acc = None
+        if diverged is None:  # the exercise's final measure: eval mode, whole splits
+            train_acc = evaluate(model, train)[1]
+            test_acc = evaluate(model, test)[1]
+
+    wall_s = time.perf_counter() - started
+    train_s = sum(history.train_s)
+    trained_images = len(train) * len(history.train_s)
+    result: dict[str, Any] = {
+        "id": config.run_id,
+        "name": config.name,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "status": "ok" if diverged is None else "diverged",
+        "error": None if diverged is None else f"{config.name}: {diverged}",
+        "diverged_at": None if diverged is None else {"epoch": diverged.epoch,
+                                                       "step": diverged.step},
+        "train_acc": train_acc,
+        "test_acc": test_acc,
+        "history": history.as_dict(with_objective=config.decay_mode == "loss"),
+        "epoch_train_s": history.train_s,
+        "wall_s": wall_s,
+        "train_s": train_s,
+        "eval_s": wall_s - train_s,
+        "train_img_per_s": trained_images / train_s if train_s > 0 else None,
+        "provenance": {**machine_info(), "device": str(device), "threads": threads,
+                       "finished_at": now()},
+    }
+    if diverged is not None:
+        log(f"{config.name}: diverged: {diverged}")
+    return result
+
+
+def _prefix(split, size):
+    return split if size is None else type(split)(split.images[:size], split.labels[:size])
+
+
+def _snapshot(config, epoch, model, optimizer, scheduler, generator, history) -> dict[str, Any]:
+    return {
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "generator": None if generator is None else generator.get_state(),
+        "history": vars(history),
+    }
+
+
+def _restore(state, config, model, optimizer, scheduler, generator, history) -> None:
+    """Load a checkpoint into the run's objects and history."""
+    if state.get("config") != config.to_dict():
+        raise ValueError(f"checkpoint belongs to another config than run {config.name!r}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if generator is not None:
+        generator.set_state(state["generator"])
+    for key, values in state["history"].items():
+        getattr(history, key).extend(values)

@@ -1,0 +1,594 @@
+"""The report package on canned results: aggregation, twins, tables, figures, HTML/Markdown."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from optreg.report import (
+    best_settings,
+    build_report,
+    loss_curves_png,
+    loss_panels,
+    render_markdown,
+    results_tables,
+    save_heatmaps,
+    save_loss_curves,
+    summarize,
+    summary_table,
+    sweep_grid,
+    to_markdown,
+    to_text,
+    twin_deltas,
+    write_report,
+)
+from optreg.report.summary import best_epoch
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EPOCHS = 10
+SEEDS = (0, 1)
+
+# name → (family whose curves it shares, tiny offset so twins differ by < 1e-3, decay_mode)
+SCENARIOS = {
+    "sgd": ("sgd", 0.0, "none"),
+    "torch-adam": ("adam", 0.0, "none"),
+    "adam": ("adam", 2e-4, "none"),
+    "adam-l2-loss": ("l2", 0.0, "loss"),
+    "adam-l2": ("l2", 1e-4, "coupled"),
+    "adamw": ("adamw", 0.0, "decoupled"),
+    "torch-adam-l2": ("l2", 3e-4, "coupled"),
+    "torch-adamw": ("adamw", 5e-5, "decoupled"),
+    "torch-adam-wd": ("wd", 0.0, "coupled"),
+}
+FAMILY = {
+    "sgd": (1.0, 0.6),
+    "adam": (0.8, 0.5),
+    "l2": (0.85, 0.45),
+    "adamw": (0.82, 0.48),
+    "wd": (1.2, 0.7),
+}
+MATCHES = [
+    ["torch-adam", "adam"],
+    ["adam-l2-loss", "adam-l2", "torch-adam-l2"],
+    ["adamw", "torch-adamw"],
+]
+PANELS = {
+    "SGD vs Adam": ["sgd", "torch-adam", "adam"],
+    "L2: loss vs optimizer": ["adam-l2-loss", "adam-l2", "torch-adam-l2", "torch-adam-wd"],
+    "Decoupled decay": ["adamw", "torch-adamw"],
+}
+
+
+def curves(family: str, seed: int, offset: float, epochs: int = EPOCHS) -> dict[str, list]:
+    """Decreasing train loss; validation loss U-shaped (overfits) — deterministic per seed."""
+    floor, scale = FAMILY[family]
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, epochs + 1)
+    train = floor + scale * np.exp(-e / 3) + 0.01 * rng.standard_normal(epochs) + offset
+    valid = floor + 0.2 + scale * np.exp(-e / 2.5) + 0.004 * (e - 4) ** 2 + offset
+    valid = valid + 0.01 * rng.standard_normal(epochs)
+    acc = 1 - valid / 3
+    return {"train_loss": train.tolist(), "valid_loss": valid.tolist(), "valid_acc": acc.tolist()}
+
+
+def make_run(
+    name: str,
+    seed: int,
+    *,
+    family: str = "adam",
+    offset: float = 0.0,
+    decay_mode: str = "none",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    status: str = "ok",
+    test_acc: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A realistic run dict, as the training code writes it."""
+    history = curves(family, seed, offset)
+    if decay_mode == "loss":
+        history["train_objective"] = [v + 0.05 for v in history["train_loss"]]
+    rng = np.random.default_rng(1000 + seed + 17 * len(name))
+    run: dict[str, Any] = {
+        "id": f"{abs(hash((name, seed))) % 16**12:012x}",
+        "name": name,
+        "seed": seed,
+        "config": {
+            "name": name,
+            "seed": seed,
+            "train_size": None,
+            "test_size": None,
+            "batch_size": 32,
+            "epochs": EPOCHS,
+            "shuffle": False,
+            "model": "lenet5",
+            "loss": "optreg",
+            "optimizer": "adam",
+            "implementation": "optreg",
+            "lr": lr,
+            "betas": [0.9, 0.999],
+            "eps": 1e-08,
+            "amsgrad": False,
+            "momentum": 0.0,
+            "weight_decay": weight_decay,
+            "decay_mode": decay_mode,
+            "decay": "weights",
+            "schedule": "constant",
+            "flush_denormal": True,
+        },
+        "status": status,
+        "error": None,
+        "diverged_at": None,
+        "train_acc": 0.6 + 0.05 * rng.random(),
+        "test_acc": 0.5 + 0.05 * rng.random() if test_acc is None else test_acc,
+        "history": history,
+        "wall_s": 120 + 10 * rng.random(),
+        "train_s": 100.0,
+        "eval_s": 20.0,
+        "train_img_per_s": 5000 + 100 * rng.random(),
+        "provenance": {
+            "optreg": "0.1.0",
+            "torch": "2.13.0",
+            "python": "3.11.7",
+            "device": "cpu",
+            "cpu": "Test CPU",
+            "isa": "AVX512",
+            "threads": 1,
+            "platform": "Linux-test",
+            "finished_at": "2026-11-29T19:00:00+00:00",
+        },
+    }
+    run.update(extra)
+    return run
+
+
+def diverge(run: dict[str, Any], epoch: int, step: int) -> dict[str, Any]:
+    """Turn a run into one that diverged during ``epoch`` (histories stop before it)."""
+    run["status"] = "diverged"
+    run["error"] = "loss is nan"
+    run["diverged_at"] = {"epoch": epoch, "step": step}
+    run["train_acc"] = run["test_acc"] = None
+    run["history"] = {k: v[: epoch - 1] for k, v in run["history"].items()}
+    return run
+
+
+def seed_results() -> dict[str, Any]:
+    """9 scenarios × 2 seeds; torch-adam-wd seed 1 diverged in epoch 3."""
+    runs = []
+    for seed in SEEDS:
+        for name, (family, offset, mode) in SCENARIOS.items():
+            run = make_run(name, seed, family=family, offset=offset, decay_mode=mode)
+            if name == "torch-adam-wd" and seed == 1:
+                diverge(run, 3, 4000)
+            runs.append(run)
+    study = {
+        "name": "seed",
+        "kind": "seed",
+        "settings": {
+            "epochs": EPOCHS,
+            "batch_size": 32,
+            "seeds": list(SEEDS),
+            "data_dir": "data",
+            "executor": "local",
+            "workers": 2,
+        },
+        "matches": MATCHES,
+        "panels": PANELS,
+        "descriptions": {
+            "sgd": "torch SGD (lr 0.1, momentum 0.9) + torch CE",
+            "adam": "optreg Adam + optreg CE",
+        },
+        "machine": {
+            "cpu": "Test CPU",
+            "isa": "AVX512",
+            "cores": 2,
+            "torch": "2.13.0",
+            "python": "3.11.7",
+            "platform": "Linux-test",
+        },
+        "started_at": "2026-11-29T18:00:00+00:00",
+        "finished_at": "2026-11-29T19:00:00+00:00",
+        "wall_s": 812.3,
+    }
+    return {"study": study, "runs": runs}
+
+
+LRS = (1e-4, 1e-3, 1e-2)
+WDS = (1e-5, 1e-4, 1e-3)
+MODES = ("coupled", "decoupled")
+
+
+def sweep_accuracy(mode: str, lr: float, wd: float, seed: int) -> float:
+    """A smooth surface whose optimum sits elsewhere for coupled and decoupled decay."""
+    best_lr, best_wd = (1e-3, 1e-5) if mode == "coupled" else (1e-3, 1e-3)
+    d = (np.log10(lr) - np.log10(best_lr)) ** 2 + 0.5 * (np.log10(wd) - np.log10(best_wd)) ** 2
+    return float(0.6 - 0.03 * d + 0.004 * seed)
+
+
+def sweep_results() -> dict[str, Any]:
+    """3 lr × 3 wd × 2 modes × 2 seeds; coupled lr 1e-2 wd 1e-4 seed 1 diverged."""
+    runs = []
+    for mode in MODES:
+        for wd in WDS:
+            for lr in LRS:
+                for seed in SEEDS:
+                    name = f"{mode}-lr{lr:g}-wd{wd:g}"
+                    run = make_run(
+                        name,
+                        seed,
+                        family="adam",
+                        decay_mode=mode,
+                        lr=lr,
+                        weight_decay=wd,
+                        test_acc=sweep_accuracy(mode, lr, wd, seed),
+                    )
+                    if (mode, lr, wd, seed) == ("coupled", 1e-2, 1e-4, 1):
+                        diverge(run, 2, 1500)
+                    runs.append(run)
+    study = {
+        "name": "sweep",
+        "kind": "sweep",
+        "settings": {"epochs": EPOCHS},
+        "grid": {
+            "lr": list(LRS),
+            "weight_decay": list(WDS),
+            "mode": list(MODES),
+            "seeds": list(SEEDS),
+        },
+    }
+    return {"study": study, "runs": runs}
+
+
+def runs_named(results: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [r for r in results["runs"] if r["name"] == name]
+
+
+def is_png(path: Path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(PNG_SIGNATURE) and b"IEND" in data[-16:]
+
+
+@pytest.fixture(scope="module")
+def seed_res() -> dict[str, Any]:
+    return seed_results()
+
+
+@pytest.fixture(scope="module")
+def sweep_res() -> dict[str, Any]:
+    return sweep_results()
+
+
+@pytest.fixture(scope="module")
+def seed_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    results = seed_results()
+    results["runs"][0] = {**results["runs"][0], "name": "sgd<script>alert(1)</script>&"}
+    return write_report(results, tmp_path_factory.mktemp("seed"))
+
+
+# --- aggregation ------------------------------------------------------------------------------
+
+
+def test_summary_rows_in_first_appearance_order(seed_res: dict[str, Any]) -> None:
+    rows = summarize(seed_res)
+    assert [r.name for r in rows] == list(SCENARIOS)
+    assert all(r.seeds == SEEDS for r in rows)
+
+
+def test_means_and_sample_stds_match_numpy(seed_res: dict[str, Any]) -> None:
+    row = {r.name: r for r in summarize(seed_res)}["adam"]
+    runs = runs_named(seed_res, "adam")
+    for stat, values in [
+        (row.train_acc, [r["train_acc"] for r in runs]),
+        (row.test_acc, [r["test_acc"] for r in runs]),
+        (row.final_train_loss, [r["history"]["train_loss"][-1] for r in runs]),
+        (row.final_valid_loss, [r["history"]["valid_loss"][-1] for r in runs]),
+        (row.wall_s, [r["wall_s"] for r in runs]),
+        (row.img_per_s, [r["train_img_per_s"] for r in runs]),
+    ]:
+        assert stat is not None and stat.n == 2
+        assert stat.mean == pytest.approx(np.mean(values))
+        assert stat.std == pytest.approx(np.std(values, ddof=1))
+    epochs = [int(np.argmin(r["history"]["valid_loss"])) + 1 for r in runs]
+    assert row.best_epoch is not None and row.best_epoch.mean == pytest.approx(np.mean(epochs))
+
+
+def test_best_epoch_is_one_based_and_skips_nan() -> None:
+    assert best_epoch([3.0, 2.0, 1.5, 1.7]) == 3
+    assert best_epoch([float("nan"), 2.0, 2.5]) == 2
+    assert best_epoch([1.0, 1.0]) == 1
+    assert best_epoch([]) is None
+
+
+def test_single_seed_has_no_std(seed_res: dict[str, Any]) -> None:
+    one = {"study": seed_res["study"], "runs": [r for r in seed_res["runs"] if r["seed"] == 0]}
+    row = summarize(one)[0]
+    assert row.test_acc is not None and row.test_acc.std is None and row.test_acc.n == 1
+    assert "±" not in to_text(summary_table(summarize(one)))
+
+
+def test_diverged_run_is_reported_and_left_out_of_means(seed_res: dict[str, Any]) -> None:
+    row = {r.name: r for r in summarize(seed_res)}["torch-adam-wd"]
+    assert row.n_ok == 1 and row.n_runs == 2
+    assert row.status == "seed 1: diverged (epoch 3, step 4000)"
+    ok = [r for r in runs_named(seed_res, "torch-adam-wd") if r["status"] == "ok"]
+    assert row.test_acc is not None and row.test_acc.std is None
+    assert row.test_acc.mean == pytest.approx(ok[0]["test_acc"])
+
+
+def test_failed_and_all_diverged_scenarios() -> None:
+    failed = make_run(
+        "bad <x>",
+        0,
+        status="failed",
+        train_acc=None,
+        test_acc=None,
+        error="RuntimeError: out of memory\nTraceback ...",
+        history={},
+    )
+    lone = diverge(make_run("lone", 0), 1, 12)
+    rows = summarize({"runs": [failed, lone]})
+    assert rows[0].status == "failed: RuntimeError: out of memory"
+    assert rows[0].test_acc is None and rows[0].best_epoch is None
+    assert rows[1].status == "diverged (epoch 1, step 12)"
+    text = to_text(summary_table(rows))
+    assert "—" in text and "0/1" in text
+
+
+def test_empty_runs_raise_value_error(tmp_path: Path) -> None:
+    for bad in ({"study": {}, "runs": []}, {"study": {}}):
+        with pytest.raises(ValueError, match="no runs"):
+            summarize(bad)
+        with pytest.raises(ValueError, match="no runs"):
+            write_report(bad, tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+
+
+# --- twins ------------------------------------------------------------------------------------
+
+
+def test_twin_deltas_match_numpy(seed_res: dict[str, Any]) -> None:
+    deltas = {(d.a, d.b): d for d in twin_deltas(seed_res)}
+    assert set(deltas) == {
+        ("torch-adam", "adam"),
+        ("adam-l2-loss", "adam-l2"),
+        ("adam-l2-loss", "torch-adam-l2"),
+        ("adam-l2", "torch-adam-l2"),
+        ("adamw", "torch-adamw"),
+    }
+    expected = max(
+        np.max(np.abs(np.subtract(a["history"][k], b["history"][k])))
+        for a, b in zip(
+            runs_named(seed_res, "torch-adam"), runs_named(seed_res, "adam"), strict=True
+        )
+        for k in ("train_loss", "valid_loss")
+    )
+    d = deltas[("torch-adam", "adam")]
+    assert d.max_delta == pytest.approx(expected) and d.max_delta == pytest.approx(2e-4)
+    assert d.matched and d.seeds == SEEDS and d.epochs == EPOCHS
+
+
+def test_matches_column_within_tolerance(seed_res: dict[str, Any]) -> None:
+    rows = {r.name: r for r in summarize(seed_res)}
+    assert rows["adam"].matches == "= torch-adam (max Δ 2.0e-04)"
+    assert rows["adam-l2"].matches == (
+        "= adam-l2-loss (max Δ 1.0e-04); = torch-adam-l2 (max Δ 2.0e-04)"
+    )
+    assert rows["sgd"].matches == "" and rows["torch-adam-wd"].matches == ""
+
+
+def test_matches_column_outside_tolerance(seed_res: dict[str, Any]) -> None:
+    rows = {r.name: r for r in summarize(seed_res, tol=1e-4)}
+    assert rows["adam"].matches == "≠ torch-adam (max Δ 2.0e-04)"
+    assert rows["adamw"].matches == "= torch-adamw (max Δ 5.0e-05)"
+    results = copy.deepcopy(seed_res)
+    for r in runs_named(results, "torch-adamw"):
+        r["history"]["valid_loss"] = [v + 0.21 for v in r["history"]["valid_loss"]]
+    assert {r.name: r for r in summarize(results)}["adamw"].matches == (
+        "≠ torch-adamw (max Δ 0.21)"
+    )
+
+
+def test_twin_of_different_length_is_not_a_match(seed_res: dict[str, Any]) -> None:
+    results = copy.deepcopy(seed_res)
+    diverge(runs_named(results, "adam")[1], 4, 5000)
+    (d,) = [d for d in twin_deltas(results) if d.b == "adam"]
+    assert not d.matched and d.note == "10 vs 3 epochs"
+    assert {r.name: r for r in summarize(results)}["adam"].matches.startswith("≠ torch-adam (")
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def test_text_table_cells(seed_res: dict[str, Any]) -> None:
+    rows = summarize(seed_res)
+    text = to_text(summary_table(rows))
+    lines = text.splitlines()
+    assert lines[0].startswith("scenario") and "matches" in lines[0]
+    assert set(lines[1]) <= {"-", " "}
+    adam = next(line for line in lines if line.startswith("adam "))
+    row = {r.name: r for r in rows}["adam"]
+    assert row.test_acc is not None and row.test_acc.std is not None
+    assert f"{100 * row.test_acc.mean:.2f} ± {100 * row.test_acc.std:.2f}" in adam
+    assert f"{row.final_valid_loss.mean:.4f}" in adam  # type: ignore[union-attr]
+    assert "= torch-adam (max Δ 2.0e-04)" in adam
+    assert "seed 1: diverged (epoch 3, step 4000)" in text
+    # aligned: the right-aligned test-acc column ends at the same offset in every row
+    end = lines[0].index("test acc (%)") + len("test acc (%)")
+    col_end = [line[:end].rstrip()[-1:] for line in lines[2:]]
+    assert all(c.isdigit() or c == "—" for c in col_end)
+
+
+def test_markdown_table_well_formed(seed_res: dict[str, Any]) -> None:
+    md = to_markdown(summary_table(summarize(seed_res)))
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(SCENARIOS)
+    pipes = {len(re.findall(r"(?<!\\)\|", line)) for line in lines}
+    assert pipes == {12}  # 11 columns
+    assert re.fullmatch(r"\|(:?---:?\|)+", lines[1])
+    assert "| torch-adam-wd | 1/2 |" in md
+
+
+def test_sweep_tables(sweep_res: dict[str, Any]) -> None:
+    (t1, best), (t2, full) = results_tables(sweep_res)
+    assert (t1, t2) == ("Best settings per mode", "All settings")
+    assert [r[:3] for r in best.rows] == [
+        ("coupled", "1e-3", "1e-5"),
+        ("decoupled", "1e-3", "1e-3"),
+    ]
+    assert len(full.rows) == 18
+    assert full.rows[5][:3] == ("coupled", "1e-2", "1e-4")
+    assert full.rows[5][4:] == ("1/2", "diverged 1/2")
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+
+def test_sweep_best_cell_is_the_argmax(sweep_res: dict[str, Any]) -> None:
+    grid = sweep_grid(sweep_res)
+    assert grid.modes == MODES and grid.lrs == LRS and grid.weight_decays == WDS
+    best = {b.mode: b for b in best_settings(grid)}
+    for mode in MODES:
+        # independent: mean test accuracy per (wd, lr) from the raw runs, any non-ok seed → NaN
+        acc = np.full((len(WDS), len(LRS)), np.nan)
+        for i, wd in enumerate(WDS):
+            for j, lr in enumerate(LRS):
+                runs = [
+                    r
+                    for r in sweep_res["runs"]
+                    if r["config"]["decay_mode"] == mode
+                    and r["config"]["lr"] == lr
+                    and r["config"]["weight_decay"] == wd
+                ]
+                if all(r["status"] == "ok" for r in runs):
+                    acc[i, j] = np.mean([r["test_acc"] for r in runs])
+        i, j = np.unravel_index(np.nanargmax(acc), acc.shape)
+        b = best[mode]
+        assert (b.lr, b.weight_decay) == (LRS[j], WDS[i])
+        assert b.test_acc.mean == pytest.approx(acc[i, j]) and b.n_seeds == 2
+        values = [r["test_acc"] for r in sweep_res["runs"] if r["name"] == b.cell.runs[0]["name"]]
+        assert b.test_acc.std == pytest.approx(np.std(values, ddof=1))
+    assert not grid.cell("coupled", 1e-2, 1e-4).usable  # type: ignore[union-attr]
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def test_loss_panels_default_and_declared(seed_res: dict[str, Any]) -> None:
+    assert loss_panels(seed_res) == [(t, m) for t, m in PANELS.items()]
+    bare = {"runs": seed_res["runs"]}
+    panels = dict(loss_panels(bare))
+    assert list(panels) == [
+        "decay mode: none",
+        "decay mode: loss",
+        "decay mode: coupled",
+        "decay mode: decoupled",
+    ]
+    partial = {
+        "study": {"panels": {"A": ["adam", "nope"], "B": ["nope"]}},
+        "runs": seed_res["runs"],
+    }
+    got = loss_panels(partial)
+    assert got[0] == ("A", ["adam"]) and got[1][0] == "Other" and len(got) == 2
+
+
+def test_figures_are_pngs(tmp_path: Path, sweep_res: dict[str, Any]) -> None:
+    single = {"study": {"name": "one", "kind": "train"}, "runs": [make_run("adam", 0)]}
+    path = save_loss_curves(single, tmp_path / "one.png")
+    assert path == tmp_path / "one.png" and is_png(path) and path.stat().st_size > 10_000
+    heat = save_heatmaps(sweep_res, tmp_path / "heat.png")
+    assert is_png(heat) and heat.stat().st_size > 20_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heat.png", "one.png"]  # no temp files
+
+
+def test_loss_curves_of_only_stopped_runs() -> None:
+    runs = [diverge(make_run("x", 0), 3, 9), diverge(make_run("x", 1), 1, 2)]
+    assert loss_curves_png({"runs": runs}).startswith(PNG_SIGNATURE)
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def test_seed_report_files(seed_report: dict[str, Path]) -> None:
+    assert set(seed_report) == {"loss_curves", "markdown", "html"}
+    png = seed_report["loss_curves"]
+    assert png.name == "loss_curves.png" and is_png(png) and png.stat().st_size > 50_000
+    assert sorted(p.name for p in png.parent.iterdir()) == [
+        "loss_curves.png",
+        "report.html",
+        "report.md",
+    ]
+
+
+def test_markdown_report(seed_report: dict[str, Path]) -> None:
+    md = seed_report["markdown"].read_text(encoding="utf-8")
+    assert md.startswith("# optreg report: seed\n")
+    assert "![Train and validation loss per epoch of every scenario](loss_curves.png)" in md
+    assert "## Twins" in md and "torch-adam = adam: match; max \\|Δ\\| 2.0e-04" in md
+    assert "<script>" not in md and "\\<script\\>" in md
+    assert "Test CPU" in md and "| workers | 2 |" in md
+
+
+def test_html_is_self_contained_and_escaped(seed_report: dict[str, Path]) -> None:
+    page = seed_report["html"].read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert page.count("data:image/png;base64,") == 1
+    assert "href=" not in page
+    assert re.findall(r'src="(?!data:image/png;base64,)', page) == []
+    assert "<script" not in page
+    assert "sgd&lt;script&gt;alert(1)&lt;/script&gt;&amp;" in page
+    assert "torch-adam-wd" in page and "diverged (epoch 3, step 4000)" in page
+
+
+def test_sweep_report(tmp_path: Path, sweep_res: dict[str, Any]) -> None:
+    paths = write_report(sweep_res, tmp_path)
+    assert set(paths) == {"loss_curves", "heatmaps", "markdown", "html"}
+    assert all(is_png(paths[k]) for k in ("loss_curves", "heatmaps"))
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Best settings per mode" in md and "(heatmaps.png)" in md
+    assert "| coupled | 1e-3 | 1e-5 |" in md
+    assert paths["html"].read_text(encoding="utf-8").count("data:image/png;base64,") == 2
+
+
+def test_single_run_without_optional_keys(tmp_path: Path) -> None:
+    run = make_run("solo", 0)
+    del run["provenance"]
+    run["history"] = {"train_loss": [2.0, 1.5], "valid_loss": [2.1, 1.7]}
+    paths = write_report({"runs": [run]}, tmp_path / "new" / "dir")
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "(kind train)" in md and "| solo | 1 |" in md
+    assert is_png(paths["loss_curves"])
+
+
+def test_build_report_is_pure(seed_res: dict[str, Any]) -> None:
+    before = copy.deepcopy(seed_res)
+    title, blocks = build_report(seed_res, figures={})
+    assert seed_res == before
+    assert render_markdown(title, blocks) == render_markdown(*build_report(seed_res, figures={}))
+    assert "loss_curves.png" not in render_markdown(title, blocks)
+
+
+def test_import_pulls_neither_matplotlib_nor_torch() -> None:
+    code = (
+        "import sys, optreg; had_torch = 'torch' in sys.modules; import optreg.report; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
+        "assert had_torch or 'torch' not in sys.modules, 'torch imported by optreg.report'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_failed_run_without_history_or_seed(tmp_path: Path) -> None:
+    run = make_run(
+        "x<&>", 0, status="failed", error="boom <b>", train_acc=None, test_acc=None, history=None
+    )
+    del run["seed"]
+    paths = write_report({"runs": [run]}, tmp_path)
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "x&lt;&amp;&gt;" in page and "failed: boom &lt;b&gt;" in page
+    assert is_png(paths["loss_curves"])

@@ -1,0 +1,212 @@
+"""Executors: in-process, worker processes and Ray give identical results; resume; failures.
+
+One small sweep (2 learning rates × 1 weight decay × 2 modes, seed 0, 2 epochs on 256 synthetic
+images) is run by every executor; the numbers must be bit-identical. One local Ray instance
+(2 CPUs) serves the whole module: it is started by a :class:`RayExecutor` (which therefore owns
+it and shuts it down on ``close``) and shut down again at teardown in any case.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optreg.config import RunConfig
+from optreg.data import write_synthetic_cifar10
+from optreg.executors.base import Executor, Resources, Task
+from optreg.executors.local import DataSpec, LocalExecutor
+from optreg.studies.execute import execute_study
+from optreg.studies.sweep import sweep_study
+
+pytestmark = pytest.mark.slow
+
+COMPARED = ("id", "name", "seed", "config", "status", "train_acc", "test_acc", "history")
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> DataSpec:
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_cifar10(root, n_train=256, n_test=64)
+    return DataSpec(str(root))
+
+
+@pytest.fixture(scope="module")
+def grid() -> tuple[list[RunConfig], dict[str, Any]]:
+    return sweep_study(lrs=[1e-3, 3e-3], weight_decays=[1e-2], modes=["coupled", "decoupled"],
+                       seeds=[0], epochs=2)
+
+
+def tasks_of(configs: list[RunConfig]) -> list[Task]:
+    return [Task(c.to_dict()) for c in configs]
+
+
+def by_id(results: Any) -> dict[str, dict[str, Any]]:
+    """The compared fields of each result, by run id (executors yield in completion order)."""
+    return {r["id"]: {k: r[k] for k in COMPARED} for r in results}
+
+
+@pytest.fixture(scope="module")
+def sequential(spec: DataSpec, grid: tuple[list[RunConfig], dict]) -> dict[str, dict]:
+    """The reference: every run in this process, one after another."""
+    results = by_id(LocalExecutor(spec, Resources(), workers=1).map(tasks_of(grid[0])))
+    assert all(r["status"] == "ok" for r in results.values())
+    return results
+
+
+@pytest.fixture(scope="module")
+def ray_run(spec: DataSpec, grid: tuple[list[RunConfig], dict]) -> Iterator[dict[str, Any]]:
+    """Start a local Ray instance (2 CPUs) through a RayExecutor, run the grid on it, keep it
+    up for the module's other Ray tests, then shut it down."""
+    ray = pytest.importorskip("ray")
+    from optreg.executors.ray import RayExecutor
+
+    assert not ray.is_initialized()
+    owner = RayExecutor(spec, Resources(), num_cpus=2)
+    try:
+        results = list(owner.map(tasks_of(grid[0])))
+        assert owner._started and ray.is_initialized()
+        yield {"ray": ray, "owner": owner, "results": results}
+        owner.close()
+        assert not ray.is_initialized(), "close() shuts down the instance it started"
+    finally:
+        ray.shutdown()
+
+
+# --- identical results everywhere -------------------------------------------------------------
+
+
+def test_worker_processes_match_in_process(spec: DataSpec, grid: tuple, sequential: dict) -> None:
+    executor = LocalExecutor(spec, Resources(), workers=2)
+    assert by_id(executor.map(tasks_of(grid[0]))) == sequential
+
+
+def test_ray_matches_in_process(ray_run: dict, sequential: dict) -> None:
+    results = ray_run["results"]
+    assert len(results) == len(sequential)
+    assert by_id(results) == sequential  # bit-identical floats: == on every history entry
+    assert all(r["provenance"]["threads"] == 1 for r in results)
+
+
+def test_ray_executor_joins_a_running_instance_and_leaves_it_running(
+    ray_run: dict, spec: DataSpec, grid: tuple, sequential: dict
+) -> None:
+    from optreg.executors.ray import RayExecutor
+
+    ray = ray_run["ray"]
+    guest = RayExecutor(spec, Resources())
+    first = grid[0][:1]
+    assert by_id(guest.map(tasks_of(first))) == {first[0].run_id: sequential[first[0].run_id]}
+    assert not guest._started
+    guest.close()
+    assert ray.is_initialized()
+
+
+def test_ray_task_errors_and_dead_workers_become_failed_results(
+    ray_run: dict, spec: DataSpec, grid: tuple, sequential: dict
+) -> None:
+    from optreg.executors.ray import RayExecutor
+
+    configs = grid[0]
+    crash_id, raise_id = configs[0].run_id, configs[1].run_id
+
+    def flaky(arrays: dict, task: Task, resources: Resources) -> dict:  # pickled by value
+        import os
+
+        from optreg.config import RunConfig
+        from optreg.executors.ray import _execute_remote
+
+        run_id = RunConfig.from_dict(task.config).run_id
+        if run_id == crash_id:
+            os._exit(1)  # the worker process dies mid-task
+        if run_id == raise_id:
+            raise RuntimeError("boom inside Ray")
+        return _execute_remote(arrays, task, resources)
+
+    executor = RayExecutor(spec, Resources())
+    executor._target = flaky
+    results = {r["id"]: r for r in executor.map(tasks_of(configs))}
+    executor.close()
+    assert set(results) == {c.run_id for c in configs}
+    assert results[crash_id]["status"] == "failed"
+    assert "Ray worker died" in results[crash_id]["error"]
+    assert results[raise_id]["status"] == "failed"
+    assert "RuntimeError: boom inside Ray" in results[raise_id]["error"]
+    others = {k: v for k, v in results.items() if k not in (crash_id, raise_id)}
+    assert by_id(others.values()) == {k: sequential[k] for k in others}
+
+
+# --- resume -------------------------------------------------------------------------------------
+
+
+class Recording:
+    """Wraps an executor: records the tasks it is given and the results it yields; optionally
+    raises KeyboardInterrupt (a Ctrl-C) after ``interrupt_after`` results."""
+
+    def __init__(self, inner: Executor, interrupt_after: int | None = None) -> None:
+        self.inner, self.interrupt_after = inner, interrupt_after
+        self.given: list[Task] = []
+        self.yielded: list[str] = []
+
+    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+        self.given.extend(tasks)
+        for result in self.inner.map(tasks):
+            self.yielded.append(result["id"])
+            yield result
+            if len(self.yielded) == self.interrupt_after:
+                raise KeyboardInterrupt
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_resume_after_an_interruption(
+    tmp_path: Path, spec: DataSpec, grid: tuple, sequential: dict
+) -> None:
+    configs, study = grid
+    first = Recording(LocalExecutor(spec, Resources()), interrupt_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        execute_study(configs, study, tmp_path, first, progress=False)
+    assert len(first.yielded) == 1  # in-process: the other runs never started
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 1
+
+    second = Recording(LocalExecutor(spec, Resources()))
+    out = execute_study(configs, study, tmp_path, second, resume=True, progress=False)
+    done = first.yielded[0]
+    assert done not in [RunConfig.from_dict(t.config).run_id for t in second.given]
+    assert len(second.given) == len(configs) - 1  # the finished run is not run again
+    assert sorted(first.yielded + second.yielded) == sorted(c.run_id for c in configs)
+    assert [r["id"] for r in out["runs"]] == [c.run_id for c in configs]  # the configs' order
+    assert by_id(out["runs"]) == sequential  # identical to the uninterrupted runs
+    assert not (tmp_path / "checkpoints").exists()
+
+
+# --- without Ray ------------------------------------------------------------------------------
+
+
+def test_ray_executor_without_ray_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, spec: DataSpec
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    monkeypatch.delitem(sys.modules, "optreg.executors.ray", raising=False)
+    module = importlib.import_module("optreg.executors.ray")  # importing needs no Ray
+    with pytest.raises(ImportError, match=re.escape(
+            "the Ray executor needs Ray: pip install 'optreg[ray]'")):
+        module.RayExecutor(spec, Resources())
+
+
+def test_ray_executor_rejects_bad_arguments(spec: DataSpec) -> None:
+    pytest.importorskip("ray")
+    from optreg.executors.ray import RayExecutor
+
+    with pytest.raises(ValueError, match="num_cpus must be >= 1"):
+        RayExecutor(spec, Resources(), num_cpus=0)
+    with pytest.raises(ValueError, match="num_cpus sizes a local Ray instance"):
+        RayExecutor(spec, Resources(), address="auto", num_cpus=2)
+    assert list(RayExecutor(spec, Resources()).map([])) == []  # nothing to do: no Ray started
+

@@ -1,0 +1,261 @@
+"""The command line: exit codes, usage errors without tracebacks, the configs it builds, report.
+
+``main(argv)`` is called in-process; one subprocess test checks the installed console script.
+Runs train 1 epoch on 256/128 synthetic images (or fewer) on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import optreg
+import optreg.studies
+from optreg.cli import main
+from optreg.config import RunConfig
+
+Capture = pytest.CaptureFixture[str]
+
+
+def train_args(data_dir: Path, out: Path, *options: str) -> list[str]:
+    """``optreg train`` on the synthetic data, small and quiet, plus ``options``."""
+    return ["train", "--data-dir", str(data_dir), "--out", str(out), "--device", "cpu",
+            "--no-progress", "--train-size", "256", "--test-size", "128", "--epochs", "1",
+            *options]
+
+
+def stored_run(out: Path) -> dict[str, Any]:
+    """The one run of a ``train`` output folder, from results.json."""
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def assert_clean_usage_error(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err
+    assert "error:" in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+# --- argparse: exit 2 with the usage line ------------------------------------------------------
+
+BAD_OPTIONS = [
+    (["train", "--epochs", "0"], "--epochs: must be >= 1, got 0"),
+    (["train", "--epochs", "x"], "--epochs: expected a whole number, got 'x'"),
+    (["train", "--lr", "0"], "--lr: must be > 0"),
+    (["train", "--lr=-1e-3"], "--lr: must be a finite number >= 0"),
+    (["train", "--lr", "inf"], "--lr: must be a finite number >= 0"),
+    (["train", "--eps", "nan"], "--eps: must be a finite number >= 0"),
+    (["train", "--betas", "0.9"], "--betas: expected two numbers like 0.9,0.999"),
+    (["train", "--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
+    (["train", "--decay-mode", "none", "--l2", "0.1"], "--decay-mode: invalid choice"),
+    (["train", "--l2", "0.1", "--weight-decay", "0.1"], "not allowed with argument"),
+    (["train", "--executor", "dask"], "--executor: invalid choice: 'dask'"),
+    (["study", "seed", "--workers", "0"], "--workers: must be >= 1, got 0"),
+    (["study", "seed", "--batch-size", "-3"], "--batch-size: must be >= 1, got -3"),
+    (["study", "nine"], "invalid choice: 'nine'"),
+    (["parity", "--steps", "many"], "--steps: expected a whole number"),
+    (["report"], "the following arguments are required: out"),
+    (["fly"], "invalid choice: 'fly'"),
+    ([], "the following arguments are required: COMMAND"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_OPTIONS,
+                         ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_options_exit_2_with_usage_and_no_traceback(
+    argv: list[str], message: str, capsys: Capture
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: optreg")
+    assert_clean_usage_error(err, message)
+
+
+# --- errors main reports: exit 2, "optreg: error: ..." -----------------------------------------
+
+BAD_VALUES = [
+    (["study", "seed", "--only", "adam,nadam"], "unknown scenario(s) nadam; choose from sgd, "),
+    (["study", "seed", "--seeds", "0,1,0"], "--seeds"),
+    (["train", "--momentum", "0.9"], "--momentum is an SGD option (Adam uses --betas)"),
+    (["train", "--decay-mode", "loss"], "--decay-mode needs --l2 or --weight-decay"),
+    (["train", "--l2", "0.1", "--decay-mode", "loss", "--loss", "torch"], "decay_mode='loss'"),
+    (["train", "--l2", "0.1", "--decay-mode", "paper", "--implementation", "torch"],
+     "'paper' is offered by optreg's Adam only"),
+    (["train", "--name", "my run"], "name='my run'"),
+    (["train", "--seed", "-1"], "seed=-1: must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_VALUES,
+                         ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_values_exit_2_before_anything_runs(
+    argv: list[str], message: str, tmp_path: Path, capsys: Capture
+) -> None:
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--data-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optreg: error: ")
+    assert_clean_usage_error(err, message)
+    assert not out.exists()
+
+
+def test_missing_data_says_how_to_point_at_data(
+    tmp_path: Path, no_data_env: Path, capsys: Capture
+) -> None:
+    out = tmp_path / "out"
+    assert main(["train", "--out", str(out), "--device", "cpu", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert_clean_usage_error(err, "CIFAR-10 not found", str(no_data_env / "optreg"),
+                             "--download", "--data-dir", "OPTREG_DATA_DIR")
+    assert not out.exists()
+    assert main(["train", "--out", str(out), "--data-dir", str(tmp_path / "elsewhere")]) == 2
+    assert_clean_usage_error(capsys.readouterr().err, str(tmp_path / "elsewhere"))
+
+
+def test_data_dir_can_come_from_the_environment(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    monkeypatch.setenv("OPTREG_DATA_DIR", str(data_dir))
+    args = train_args(data_dir, tmp_path / "out", "--train-size", "32", "--test-size", "32")
+    args.remove("--data-dir")
+    args.remove(str(data_dir))
+    assert main(args) == 0
+    assert stored_run(tmp_path / "out")["status"] == "ok"
+
+
+def test_ray_executor_without_ray_exits_2_with_the_install_hint(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    argv = train_args(data_dir, tmp_path / "out", "--executor", "ray")
+    assert main(argv) == 2
+    assert_clean_usage_error(capsys.readouterr().err, "pip install 'optreg[ray]'")
+    assert not (tmp_path / "out").exists()
+
+
+# --- train: the configs it builds --------------------------------------------------------------
+
+
+def test_train_without_options_is_the_exercise(
+    data_dir: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    out = tmp_path / "out"
+    assert main(train_args(data_dir, out)) == 0
+    run = stored_run(out)
+    exercise = RunConfig(name="optreg-adam", epochs=1, train_size=256, test_size=128)
+    assert run["config"] == exercise.to_dict()
+    assert run["status"] == "ok" and run["id"] == exercise.run_id
+    for name in ("report.md", "report.html", "loss_curves.png", f"runs/{run['id']}.json"):
+        assert (out / name).is_file(), name
+    captured = capsys.readouterr()
+    assert "optreg-adam" in captured.out and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--l2", "0.1", "--decay-mode", "loss"], {"weight_decay": 0.1 / 32, "decay_mode": "loss"}),
+        (["--l2", "0.1", "--batch-size", "64"], {"weight_decay": 0.1 / 64, "decay_mode": "coupled",
+                                                  "batch_size": 64}),
+        (["--weight-decay", "0.5", "--decay-mode", "decoupled", "--decay", "all"],
+         {"weight_decay": 0.5, "decay_mode": "decoupled", "decay": "all"}),
+        (["--optimizer", "sgd"], {"optimizer": "sgd", "implementation": "torch", "lr": 0.1,
+                                  "momentum": 0.9}),
+        (["--implementation", "torch", "--loss", "torch", "--shuffle", "--schedule", "cosine",
+          "--seed", "3", "--lr", "2e-3", "--betas", "0.8,0.99", "--amsgrad"],
+         {"implementation": "torch", "loss": "torch", "shuffle": True, "schedule": "cosine",
+          "seed": 3, "lr": 2e-3, "betas": [0.8, 0.99], "amsgrad": True}),
+    ],
+    ids=["l2-loss", "l2-batch-64", "weight-decay", "sgd", "torch-options"],
+)
+def test_train_options_become_the_run_config(
+    data_dir: Path, tmp_path: Path, options: list[str], expected: dict[str, Any]
+) -> None:
+    out = tmp_path / "out"
+    assert main(train_args(data_dir, out, "--train-size", "32", "--test-size", "32",
+                           *options)) == 0
+    config = stored_run(out)["config"]
+    assert {k: config[k] for k in expected} == expected
+    defaults = RunConfig().to_dict()
+    unchanged = set(defaults) - set(expected) - {"name", "epochs", "train_size", "test_size"}
+    assert {k: config[k] for k in unchanged} == {k: defaults[k] for k in unchanged}
+
+
+# --- outcomes: diverged, interrupted, existing output, report ----------------------------------
+
+
+def test_a_diverging_run_exits_1(data_dir: Path, tmp_path: Path, capsys: Capture) -> None:
+    argv = train_args(data_dir, tmp_path / "out", "--weight-decay", "1", "--decay-mode",
+                      "decoupled", "--lr", "1e6")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "optreg: diverged: optreg-adam-decoupled-wd1: loss became" in err
+    assert "Traceback" not in err
+    assert stored_run(tmp_path / "out")["status"] == "diverged"
+
+
+def test_existing_output_needs_resume(data_dir: Path, tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "out"
+    argv = train_args(data_dir, out, "--train-size", "32", "--test-size", "32")
+    assert main(argv) == 0
+    first = stored_run(out)
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert_clean_usage_error(capsys.readouterr().err, "already holds results; add --resume")
+    assert main([*argv, "--resume"]) == 0
+    assert "resume: 1 of 1 runs already finished" in capsys.readouterr().err
+    assert stored_run(out) == first  # not run again
+
+
+def test_interrupt_exits_130_and_says_how_to_resume(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optreg.studies, "execute_study", interrupted)
+    assert main(train_args(data_dir, tmp_path / "out")) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_report_rerenders_a_study_folder(data_dir: Path, tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "out"
+    assert main(train_args(data_dir, out, "--train-size", "32", "--test-size", "32")) == 0
+    rendered = {name: (out / name).read_text() for name in ("report.md", "report.html")}
+    for name in ("report.md", "report.html", "loss_curves.png"):
+        (out / name).unlink()
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert {name: (out / name).read_text() for name in rendered} == rendered
+    assert (out / "loss_curves.png").is_file()
+    assert "optreg-adam" in capsys.readouterr().out  # the results table is printed
+
+
+def test_report_without_results_exits_2(tmp_path: Path, capsys: Capture) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    assert_clean_usage_error(capsys.readouterr().err, f"{tmp_path}: no results.json there")
+
+
+# --- the console script ------------------------------------------------------------------------
+
+
+def test_console_script_version_and_help() -> None:
+    script = Path(sys.executable).with_name("optreg")
+    assert script.is_file(), "the optreg console script is installed next to python"
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"optreg {optreg.__version__}"
+    help_ = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert help_.returncode == 0
+    for command in ("parity", "train", "study", "sweep", "report", "Exit codes"):
+        assert command in help_.stdout

@@ -1,0 +1,278 @@
+"""Resume: an interrupted run or study continues to the same bits as an uninterrupted one.
+
+Runs are interrupted right after an end-of-epoch checkpoint is written (a KeyboardInterrupt
+raised from a wrapped ``save_checkpoint``), studies also by a wrapping executor, and one study
+is killed with SIGKILL in a subprocess.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from optreg.cli import main
+from optreg.config import RunConfig
+from optreg.data import Cifar10
+from optreg.executors.base import Resources, Task
+from optreg.executors.local import LocalExecutor
+from optreg.models import LeNet5
+from optreg.results import load_results
+from optreg.studies import OutputExistsError, execute_study, seed_study
+from optreg.training import run
+
+RUN_MODULE = importlib.import_module("optreg.training.run")  # the module, not the function
+Small = Callable[..., RunConfig]
+TIMING = {"wall_s", "train_s", "eval_s", "train_img_per_s", "epoch_train_s", "provenance"}
+STUDY_TIMING = {"machine", "started_at", "finished_at", "wall_s"}
+
+
+def compared(result: dict[str, Any]) -> dict[str, Any]:
+    """A run result without its timings and provenance."""
+    return {k: v for k, v in result.items() if k not in TIMING}
+
+
+def comparable(results: dict[str, Any]) -> dict[str, Any]:
+    """A results.json without timings, dates and the machine description."""
+    study = {k: v for k, v in results["study"].items() if k not in STUDY_TIMING}
+    return {"study": study, "runs": [compared(r) for r in results["runs"]]}
+
+
+def interrupt_at_checkpoint(monkeypatch: pytest.MonkeyPatch, nth: int) -> list[int]:
+    """Raise KeyboardInterrupt right after the ``nth`` checkpoint is written (1-based).
+
+    Returns the list of epochs checkpointed so far (it grows as runs save).
+    """
+    original = RUN_MODULE.save_checkpoint
+    saved: list[int] = []
+
+    def save_then_interrupt(path: str | Path, state: dict[str, Any]) -> None:
+        original(path, state)
+        saved.append(state["epoch"])
+        if len(saved) == nth:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RUN_MODULE, "save_checkpoint", save_then_interrupt)
+    return saved
+
+
+# --- one run -----------------------------------------------------------------------------------
+
+RESUMED = [
+    ({}, 1),
+    ({}, 2),
+    ({"shuffle": True, "schedule": "cosine", "decay_mode": "decoupled", "weight_decay": 0.1}, 1),
+    ({"decay_mode": "loss", "weight_decay": 0.1 / 32, "amsgrad": True}, 2),
+    ({"optimizer": "sgd", "implementation": "torch", "lr": 0.05, "momentum": 0.9,
+      "shuffle": True}, 1),
+]
+
+
+@pytest.mark.parametrize(("changes", "after"), RESUMED,
+                         ids=["exercise-1", "exercise-2", "shuffle-cosine-adamw-1",
+                              "l2-loss-amsgrad-2", "sgd-shuffle-1"])
+def test_interrupted_run_resumes_bit_identically(
+    data: Cifar10, small: Small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    changes: dict[str, Any], after: int,
+) -> None:
+    config = small(epochs=3, **changes)
+    uninterrupted = run(config, data)
+    checkpoint = tmp_path / "run.pt"
+    saved = interrupt_at_checkpoint(monkeypatch, after)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, data, checkpoint=checkpoint)
+    assert saved == list(range(1, after + 1))
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == after
+
+    lines: list[str] = []
+    resumed = run(config, data, checkpoint=checkpoint, log=lines.append)
+    assert lines[0] == f"adam: resumed after epoch {after}"
+    assert saved == [1, 2, 3]  # epochs 1..after were not trained (nor saved) again
+    assert compared(resumed) == compared(uninterrupted)
+    assert len(resumed["epoch_train_s"]) == 3
+
+
+def test_checkpoint_of_a_finished_run_gives_its_result_again(
+    data: Cifar10, small: Small, tmp_path: Path
+) -> None:
+    config = small(epochs=2)
+    checkpoint = tmp_path / "run.pt"
+    first = run(config, data, checkpoint=checkpoint)
+    lines: list[str] = []
+    again = run(config, data, checkpoint=checkpoint, log=lines.append)
+    assert lines == ["adam: resumed after epoch 2"]  # and no epoch trained
+    assert compared(again) == compared(first)
+
+
+def test_checkpoint_holds_plain_state_and_loads_with_weights_only(
+    data: Cifar10, small: Small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = small(epochs=3, shuffle=True, schedule="cosine")
+    checkpoint = tmp_path / "run.pt"
+    interrupt_at_checkpoint(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, data, checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert {"config", "epoch", "model", "optimizer", "scheduler", "torch_rng", "generator",
+            "history"} <= set(state)
+    assert state["config"] == config.to_dict() and state["epoch"] == 2
+    assert state["model"].keys() == LeNet5().state_dict().keys()
+    assert state["scheduler"]["last_epoch"] == 2 * 8  # stepped once per batch
+    assert isinstance(state["generator"], torch.Tensor)
+    assert all(len(values) == 2 for values in state["history"].values())
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
+
+
+def test_checkpoint_of_another_config_is_refused(
+    data: Cifar10, small: Small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = tmp_path / "run.pt"
+    interrupt_at_checkpoint(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run(small(epochs=3), data, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match="checkpoint belongs to another config than run 'adam'"):
+        run(small(epochs=3, lr=2e-3), data, checkpoint=checkpoint)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "truncated"])
+def test_corrupt_checkpoint_is_a_clear_value_error(
+    data: Cifar10, small: Small, tmp_path: Path, damage: str
+) -> None:
+    config = small(epochs=1)
+    checkpoint = tmp_path / "run.pt"
+    run(config, data, checkpoint=checkpoint)
+    content = checkpoint.read_bytes()
+    checkpoint.write_bytes({"garbage": b"not a checkpoint\x00" * 10, "empty": b"",
+                            "truncated": content[: len(content) // 2]}[damage])
+    with pytest.raises(ValueError) as error:
+        run(config, data, checkpoint=checkpoint)
+    message = str(error.value)
+    assert message.startswith(f"{checkpoint}: unreadable checkpoint (")
+    assert message.endswith("); delete it to restart the run")
+
+
+# --- a study -----------------------------------------------------------------------------------
+
+
+class CountingExecutor:
+    """Passes tasks to ``inner`` and remembers the names of the runs it was given."""
+
+    def __init__(self, inner: LocalExecutor) -> None:
+        self.inner, self.given = inner, []
+
+    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+        self.given.extend(RunConfig.from_dict(t.config).name for t in tasks)
+        yield from self.inner.map(tasks)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def three_runs() -> tuple[list[RunConfig], dict[str, Any]]:
+    return seed_study(only=("torch-adam", "adam", "adamw"), epochs=2, train_size=256,
+                      test_size=128)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    data: Cifar10, three_runs: tuple[list[RunConfig], dict],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    execute_study(*three_runs, out, LocalExecutor(data, Resources()), progress=False)
+    return load_results(out)
+
+
+@pytest.mark.parametrize("existing", ["results.json", "runs/abc.json", "file"])
+def test_study_refuses_an_output_folder_with_results(
+    data: Cifar10, three_runs: tuple[list[RunConfig], dict], tmp_path: Path, existing: str
+) -> None:
+    out = tmp_path / "out"
+    if existing == "file":
+        out.write_text("hello")
+    else:
+        (out / existing).parent.mkdir(parents=True, exist_ok=True)
+        (out / existing).write_text(json.dumps({"study": {}, "runs": [{"id": "abc"}]}))
+    executor = CountingExecutor(LocalExecutor(data, Resources()))
+    with pytest.raises(OutputExistsError, match="--resume" if existing != "file" else "folder"):
+        execute_study(*three_runs, out, executor, progress=False)
+    assert executor.given == []
+
+
+def test_interrupted_study_resumes_skipping_finished_runs(
+    data: Cifar10, three_runs: tuple[list[RunConfig], dict], uninterrupted: dict[str, Any],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    configs, study = three_runs
+    out = tmp_path / "out"
+    # 2 epochs per run: checkpoint 3 is the second run's first epoch.
+    interrupt_at_checkpoint(monkeypatch, 3)
+    first = CountingExecutor(LocalExecutor(data, Resources()))
+    with pytest.raises(KeyboardInterrupt):
+        execute_study(configs, study, out, first, progress=False)
+    assert first.given == ["torch-adam", "adam", "adamw"]
+    assert [r["name"] for r in load_results(out)["runs"]] == ["torch-adam"]
+    assert [p.stem for p in (out / "checkpoints").glob("*.pt")] == [configs[1].run_id]
+
+    capsys.readouterr()
+    second = CountingExecutor(LocalExecutor(data, Resources()))
+    resumed = execute_study(configs, study, out, second, resume=True, progress=False)
+    assert second.given == ["adam", "adamw"]  # torch-adam finished: not run again
+    captured = capsys.readouterr()
+    assert "resume: 1 of 3 runs already finished" in captured.err
+    assert "adam: resumed after epoch 1" in captured.out
+    assert comparable(load_results(out)) == comparable(uninterrupted)
+    assert comparable(resumed) == comparable(uninterrupted)
+    assert not (out / "checkpoints").exists()
+
+    third = CountingExecutor(LocalExecutor(data, Resources()))
+    again = execute_study(configs, study, out, third, resume=True, progress=False)
+    assert third.given == []
+    assert comparable(again) == comparable(uninterrupted)
+
+
+@pytest.mark.slow
+def test_study_killed_with_sigkill_resumes_to_the_same_results(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Kill a real ``optreg study seed`` process after its first checkpoint, resume, compare."""
+    common = ["study", "seed", "--data-dir", str(data_dir), "--only", "adam,torch-adam",
+              "--epochs", "3", "--workers", "1", "--no-progress", "--device", "cpu",
+              "--train-size", "512", "--test-size", "128"]  # 16 steps per epoch
+    killed = tmp_path / "killed"
+    with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "optreg.cli", *common, "--out",
+                                    str(killed)], stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 300  # a safety net, not a timing assertion
+            while not (list(killed.glob("checkpoints/*.pt")) or list(killed.glob("runs/*.json"))):
+                assert process.poll() is None, (tmp_path / "stderr").read_text()
+                assert time.monotonic() < deadline, "no checkpoint appeared"
+                time.sleep(0.01)
+            process.kill()  # SIGKILL: no cleanup, no finally blocks
+        finally:
+            process.kill()
+            process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    partial = load_results(killed)  # results.json is whole, valid JSON
+    assert len(partial["runs"]) < 2, "the study was killed before it finished"
+    for stored in killed.glob("runs/*.json"):
+        json.loads(stored.read_text())
+    for checkpoint in killed.glob("checkpoints/*.pt"):
+        assert torch.load(checkpoint, weights_only=True)["epoch"] >= 1
+
+    assert main([*common, "--out", str(killed), "--resume"]) == 0
+    reference = tmp_path / "reference"
+    assert main([*common, "--out", str(reference)]) == 0
+    assert comparable(load_results(killed))["runs"] == comparable(load_results(reference))["runs"]
+    assert not (killed / "checkpoints").exists()

@@ -47,24 +47,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", help="folder holding cifar-10-batches-py")
     parser.add_argument("--lrs", default="1e-3,3e-3", help="learning rates (default %(default)s)")
-    parser.add_argument("--weight-decays", default="1e-4,1e-2",
-                        help="weight decays (default %(default)s)")
-    parser.add_argument("--modes", default="coupled,decoupled",
-                        help="decay modes (default %(default)s)")
+    parser.add_argument(
+        "--weight-decays", default="1e-4,1e-2", help="weight decays (default %(default)s)"
+    )
+    parser.add_argument(
+        "--modes", default="coupled,decoupled", help="decay modes (default %(default)s)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
-    parser.add_argument("--train-size", type=int, default=10_000,
-                        help="first N training images (default 10000)")
-    parser.add_argument("--test-size", type=int, default=None,
-                        help="first N test images (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a functional check, not a measurement: 2000 train, 1000 test images")
-    parser.add_argument("--cores", type=int, default=default_workers(1),
-                        help="worker processes / Ray CPUs (default: the usable cores, "
-                             "%(default)s)")
-    parser.add_argument("--executors", default=",".join(EXECUTORS),
-                        help="which to run, comma list (default %(default)s)")
-    parser.add_argument("--out", default="benchmarks/sweep_executors.json",
-                        help="JSON output (default %(default)s)")
+    parser.add_argument(
+        "--train-size", type=int, default=10_000, help="first N training images (default 10000)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, default=None, help="first N test images (default: all)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a functional check, not a measurement: 2000 train, 1000 test images",
+    )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=default_workers(1),
+        help="worker processes / Ray CPUs (default: the usable cores, %(default)s)",
+    )
+    parser.add_argument(
+        "--executors",
+        default=",".join(EXECUTORS),
+        help="which to run, comma list (default %(default)s)",
+    )
+    parser.add_argument(
+        "--out", default="benchmarks/sweep_executors.json", help="JSON output (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.train_size, args.test_size = 2000, 1000
@@ -99,22 +113,33 @@ def time_executor(executor: Executor, tasks: list[Task]) -> tuple[dict[str, Any]
         executor.close()
     wall = time.perf_counter() - started
     runs_s = sum(r["wall_s"] or 0.0 for r in results)
-    return {"wall_s": wall, "first_s": first, "runs_wall_s_sum": runs_s,
-            "statuses": sorted({r["status"] for r in results})}, results
+    return {
+        "wall_s": wall,
+        "first_s": first,
+        "runs_wall_s_sum": runs_s,
+        "statuses": sorted({r["status"] for r in results}),
+    }, results
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configs, study = sweep_study(
-        lrs=parse_floats(args.lrs, "--lrs"), weight_decays=parse_floats(args.weight_decays,
-                                                                         "--weight-decays"),
-        modes=parse_modes(args.modes), seeds=[0], epochs=args.epochs,
-        train_size=args.train_size, test_size=args.test_size, name="sweep-executors",
+        lrs=parse_floats(args.lrs, "--lrs"),
+        weight_decays=parse_floats(args.weight_decays, "--weight-decays"),
+        modes=parse_modes(args.modes),
+        seeds=[0],
+        epochs=args.epochs,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        name="sweep-executors",
     )
     spec = DataSpec.covering(args.data_dir, configs)
     tasks = [Task(c.to_dict()) for c in configs]
-    print(f"{len(tasks)} runs × {args.epochs} epoch(s) × {args.train_size} images, "
-          f"{args.cores} cores, executors: {', '.join(args.executors)}", flush=True)
+    print(
+        f"{len(tasks)} runs × {args.epochs} epoch(s) × {args.train_size} images, "
+        f"{args.cores} cores, executors: {', '.join(args.executors)}",
+        flush=True,
+    )
 
     timings: dict[str, dict[str, Any]] = {}
     outputs: dict[str, dict[str, dict]] = {}
@@ -122,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         timing, results = time_executor(make_executor(name, spec, args.cores), tasks)
         timings[name] = timing
         outputs[name] = {r["id"]: {k: r[k] for k in COMPARED} for r in results}
-        print(f"{name:>10}: {timing['wall_s']:7.1f} s (first result after "
-              f"{timing['first_s']:.1f} s; runs' own wall time {timing['runs_wall_s_sum']:.1f} s)",
-              flush=True)
+        print(
+            f"{name:>10}: {timing['wall_s']:7.1f} s (first result after "
+            f"{timing['first_s']:.1f} s; runs' own wall time {timing['runs_wall_s_sum']:.1f} s)",
+            flush=True,
+        )
 
     base = timings.get("sequential", {}).get("wall_s")
     for timing in timings.values():
@@ -132,17 +159,26 @@ def main(argv: list[str] | None = None) -> int:
     reference = next(iter(outputs.values()))
     identical = all(out == reference for out in outputs.values())
     if base:
-        print("speed-up vs sequential: " + ", ".join(
-            f"{n} {t['speedup_vs_sequential']:.2f}×" for n, t in timings.items()))
+        print(
+            "speed-up vs sequential: "
+            + ", ".join(f"{n} {t['speedup_vs_sequential']:.2f}×" for n, t in timings.items())
+        )
     print(f"identical results across executors: {'yes' if identical else 'NO'}")
 
     report = {
         "benchmark": "sweep_executors",
         "date": now(),
         "machine": machine_info(),
-        "settings": {"runs": len(tasks), "grid": study["grid"], "epochs": args.epochs,
-                     "train_size": args.train_size, "test_size": args.test_size,
-                     "cores": args.cores, "threads_per_run": 1, "quick": args.quick},
+        "settings": {
+            "runs": len(tasks),
+            "grid": study["grid"],
+            "epochs": args.epochs,
+            "train_size": args.train_size,
+            "test_size": args.test_size,
+            "cores": args.cores,
+            "threads_per_run": 1,
+            "quick": args.quick,
+        },
         "executors": timings,
         "identical": identical,
     }

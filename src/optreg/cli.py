@@ -117,13 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default=None, help="run name (default: derived from the options)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--implementation", choices=("optreg", "torch"), default="optreg",
-                   help="whose optimizer (SGD is torch's)")
+    p.add_argument("--implementation", choices=("optreg", "torch"),
+                   help="whose optimizer (default optreg; SGD is torch's)")
     p.add_argument("--loss", choices=("optreg", "torch"), default="optreg",
                    help="whose cross-entropy")
     p.add_argument("--lr", type=_pos_float, help="learning rate (default 1e-3; SGD 0.1)")
-    p.add_argument("--betas", type=_betas, default=(0.9, 0.999))
-    p.add_argument("--eps", type=_nonneg_float, default=1e-8)
+    p.add_argument("--betas", type=_betas, help="Adam's β₁,β₂ (default 0.9,0.999)")
+    p.add_argument("--eps", type=_nonneg_float, help="Adam's ε (default 1e-8)")
     p.add_argument("--momentum", type=_nonneg_float, help="SGD momentum (default 0.9)")
     p.add_argument("--amsgrad", action="store_true")
     reg = p.add_mutually_exclusive_group()
@@ -189,17 +189,26 @@ def _train_configs(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
     options = {
         "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
         "train_size": args.train_size, "test_size": args.test_size, "shuffle": args.shuffle,
-        "optimizer": args.optimizer, "implementation": "torch" if sgd else args.implementation,
+        "optimizer": args.optimizer,
+        "implementation": "torch" if sgd else (args.implementation or "optreg"),
         "loss": args.loss, "lr": args.lr or (0.1 if sgd else 1e-3),
         "weight_decay": weight_decay, "decay_mode": decay_mode, "decay": args.decay,
         "schedule": args.schedule, "flush_denormal": not args.no_flush_denormal,
     }
     if sgd:
+        adam_only = [flag for flag, given in (
+            ("--betas", args.betas is not None), ("--eps", args.eps is not None),
+            ("--amsgrad", args.amsgrad),
+            ("--implementation optreg", args.implementation == "optreg"),
+        ) if given]
+        if adam_only:
+            raise UsageError(f"{', '.join(adam_only)}: not for --optimizer sgd (torch's SGD)")
         options["momentum"] = 0.9 if args.momentum is None else args.momentum
     else:
         if args.momentum is not None:
             raise UsageError("--momentum is an SGD option (Adam uses --betas)")
-        options.update(betas=args.betas, eps=args.eps, amsgrad=args.amsgrad)
+        options.update(betas=args.betas or (0.9, 0.999),
+                       eps=1e-8 if args.eps is None else args.eps, amsgrad=args.amsgrad)
     name = args.name or "-".join(
         [options["implementation"], args.optimizer]
         + ([] if decay_mode == "none" else [decay_mode, f"wd{weight_decay:.3g}"])
@@ -236,8 +245,8 @@ def _study_configs(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
 
 def _make_executor(args: argparse.Namespace, configs: list, device: str):
     from optreg.data import DataError, cifar10_folder, download_cifar10
-    from optreg.data.locations import missing_files
     from optreg.data.cifar10 import LOCAL_COPY_HINT
+    from optreg.data.locations import missing_files
     from optreg.executors.base import Resources
     from optreg.executors.local import DataSpec, LocalExecutor, default_workers
 
@@ -268,7 +277,10 @@ def _run_study(args: argparse.Namespace) -> int:
     from optreg.studies import execute_study
 
     configs, study = _study_configs(args)
-    device = str(resolve_device(args.device))
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as e:
+        raise UsageError(f"--device: {e}") from None
     executor = _make_executor(args, configs, device)
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "study")}
     study["settings"] = {**settings, "device": device,
@@ -296,11 +308,16 @@ def _report(results: dict[str, Any], out: Path) -> int:
 def _run_report(args: argparse.Namespace) -> int:
     from optreg.results import load_results
 
+    out = Path(args.out)
     try:
-        results = load_results(args.out)
+        results = load_results(out)
     except FileNotFoundError:
         raise UsageError(f"{args.out}: no results.json there") from None
-    return _report(results, Path(args.out))
+    except ValueError as e:  # not JSON, or not an optreg results file
+        raise UsageError(str(e)) from None
+    if not results["runs"]:
+        raise UsageError(f"{args.out}: no run has finished yet; nothing to report")
+    return _report(results, out.parent if out.is_file() else out)
 
 
 def _run_parity(args: argparse.Namespace) -> int:

@@ -46,7 +46,9 @@ def execute_study(
     if duplicates:
         raise ConfigError(f"the same run appears twice: {', '.join(duplicates)}")
     _claim(out_dir, resume)
-    finished = store.load_finished(out_dir, ids) if resume else {}
+    stored = store.load_finished(out_dir, ids) if resume else {}
+    # A failed run (an exception, a dead worker) is retried on resume, from its checkpoint.
+    finished = {i: r for i, r in stored.items() if r.get("status") != "failed"}
     study = {**study, "machine": machine_info(), "started_at": now()}
     pending = [
         Task(c.to_dict(), str(store.checkpoint_path(out_dir, c.run_id)))
@@ -68,8 +70,9 @@ def execute_study(
             store.save_run(out_dir, result)
             finished[result["id"]] = result
             store.write_results(out_dir, study, ordered())
-            with contextlib.suppress(FileNotFoundError):
-                store.checkpoint_path(out_dir, result["id"]).unlink()
+            if result["status"] != "failed":  # keep it: --resume retries the run from there
+                with contextlib.suppress(FileNotFoundError):
+                    store.checkpoint_path(out_dir, result["id"]).unlink()
             if result["status"] != "ok":
                 print(f"{result['status']}: {result['error']}", file=sys.stderr)
             if bar is not None:
@@ -91,13 +94,30 @@ def _claim(out_dir: Path, resume: bool) -> None:
     """Refuse to mix a new study into a folder that holds results, unless resuming."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"--out {out_dir} exists and is not a folder")
-    has_results = (out_dir / store.RESULTS_FILE).exists() or (out_dir / store.RUNS_DIR).exists()
-    if has_results and not resume:
+    if _holds_results(out_dir) and not resume:
         raise OutputExistsError(
             f"{out_dir} already holds results; add --resume to continue that study, "
             "or choose another --out"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _holds_results(out_dir: Path) -> bool:
+    """Finished runs, checkpoints, or a results.json listing runs (or unreadable).
+
+    A results.json without runs (a study stopped before any run finished or checkpointed,
+    e.g. by a data error) holds nothing to protect or resume.
+    """
+    if (out_dir / store.RUNS_DIR).exists() or (out_dir / store.CHECKPOINTS_DIR).exists():
+        return True
+    results = out_dir / store.RESULTS_FILE
+    if not results.exists():
+        return False
+    try:
+        data = store.read_json(results)
+    except ValueError:
+        return True  # unreadable: not ours to overwrite
+    return not isinstance(data, dict) or bool(data.get("runs"))
 
 
 def _runs_bar(total: int, done: int, enabled: bool):

@@ -33,5 +33,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a damaged file
         raise ValueError(
-            f"{path}: unreadable checkpoint ({e}); delete it to restart the run"
+            f"{path}: unreadable checkpoint (damaged, truncated or not written by optreg: "
+            f"{type(e).__name__}); delete it to restart the run"
         ) from e

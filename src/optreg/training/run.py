@@ -67,9 +67,11 @@ def run(
         scheduler = build_scheduler(config, optimizer, steps_per_epoch * config.epochs)
         generator = torch.Generator().manual_seed(config.seed) if config.shuffle else None
         history = History()
+        prior_wall_s = 0.0  # wall time spent on this run before it was resumed
         state = load_checkpoint(checkpoint) if checkpoint else None
         if state is not None:
             _restore(state, config, model, optimizer, scheduler, generator, history)
+            prior_wall_s = float(state.get("wall_s", sum(history.train_s)))
             log(f"{config.name}: resumed after epoch {state['epoch']}")
         first_epoch = len(history.train_loss) + 1
 
@@ -78,8 +80,10 @@ def run(
 
         def save(epoch: int, history: History) -> None:
             if checkpoint:
-                save_checkpoint(checkpoint, _snapshot(config, epoch, model, optimizer,
-                                                      scheduler, generator, history))
+                snapshot = _snapshot(config, epoch, model, optimizer, scheduler, generator,
+                                     history)
+                snapshot["wall_s"] = prior_wall_s + time.perf_counter() - started
+                save_checkpoint(checkpoint, snapshot)
 
         diverged = None
         try:
@@ -97,7 +101,7 @@ def run(
             train_acc = evaluate(model, train)[1]
             test_acc = evaluate(model, test)[1]
 
-    wall_s = time.perf_counter() - started
+    wall_s = prior_wall_s + time.perf_counter() - started
     train_s = sum(history.train_s)
     trained_images = len(train) * len(history.train_s)
     result: dict[str, Any] = {

@@ -1,0 +1,633 @@
+r"""Adam, Adam + L2 and AdamW, written from scratch and bit-comparable to ``torch.optim``.
+
+The file reads like ``torch/optim/adam.py``: the :class:`Adam` class (validation, lazy state,
+``step``), then :func:`adam`, the functional entry point, next to the two kernels it chooses
+between: :func:`_single_tensor_adam`, the reference (one tensor at a time), and
+:func:`_multi_tensor_adam`, the same lines over lists with ``torch._foreach_*``. Each kernel line
+is tagged with the equation it implements; the arithmetic is in place and in PyTorch's order, so
+the single-tensor kernel reproduces ``torch.optim.Adam(foreach=False)`` bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from optreg.regularization import DecayScope, check_decay_scope, is_decayed
+
+__all__ = ["Adam", "AdamW", "adam"]
+
+DecayScale = Literal["lr", "schedule"]
+DECAY_SCALES: tuple[str, ...] = ("lr", "schedule")
+
+# Largest total number of elements in one call for which ``foreach=None`` picks the multi-tensor
+# kernel on CPU. On CPU a ``_foreach_`` op is a C++ loop over the tensors: it saves the Python
+# overhead per tensor and op, but each op sweeps the whole parameter set, while the single-tensor
+# kernel runs all ops on one tensor while it is still in cache. Measured with
+# benchmarks/optimizer_step.py (1 thread; see benchmarks/README_optimizer.md): foreach/single is
+# 0.79-0.81 at LeNet-5 (62k elements, 10 tensors) and, with 150 tensors, 0.84-0.89 at 1M,
+# 0.94-0.98 at 2M, 0.99-1.09 at 4M, 1.08-1.12 at 8M, 1.11-1.20 at 25M: the crossover lies between
+# 2M and 4M elements.
+_FOREACH_MAX_NUMEL_CPU = 2_000_000
+
+# Devices whose native foreach kernels fuse the list into few launches; there foreach always wins
+# (PyTorch's own default, ``torch.optim.optimizer._default_to_fused_or_foreach``).
+_FOREACH_DEVICES = ("cuda", "xpu")
+
+
+class Adam(torch.optim.Optimizer):
+    r"""Adam (Kingma & Ba), with coupled L2 or decoupled weight decay (AdamW) on chosen tensors.
+
+    Symbols and arguments: γ = ``lr`` (γ_t: its current value, γ_0: the group's ``initial_lr``),
+    (β₁, β₂) = ``betas``, ε = ``eps``, λ = ``weight_decay``, t = ``state["step"]``,
+    η_t = γ_t / γ_0 (the schedule multiplier), g_t = ∇f(θ_{t-1}) (−∇f if ``maximize``).
+    m_0 = v_0 = v_0^max = 0. Weight decay only touches the tensors selected by ``decay``.
+
+    One step for each tensor θ that has a gradient, with m̂_t = m_t/(1 − β₁ᵗ), v̂_t = v_t/(1 − β₂ᵗ)::
+
+        Adam                 m_t = β₁·m_{t-1} + (1 − β₁)·g_t
+                             v_t = β₂·v_{t-1} + (1 − β₂)·g_t²
+                             θ_t = θ_{t-1} − γ_t·m̂_t/(√v̂_t + ε)
+
+        Adam + L2 (coupled)  g_t ← g_t + λ·θ_{t-1}, then the Adam lines with this g_t
+
+        AdamW (PyTorch)      θ_t = θ_{t-1} − γ_t·λ·θ_{t-1} − γ_t·m̂_t/(√v̂_t + ε)
+
+        AdamW (paper)        θ_t = θ_{t-1} − η_t·λ·θ_{t-1} − γ_t·m̂_t/(√v̂_t + ε)
+                                 = θ_{t-1} − η_t·(γ_0·m̂_t/(√v̂_t + ε) + λ·θ_{t-1})  (Alg. 2, α=γ_0)
+
+        AMSGrad              v_t^max = max(v_{t-1}^max, v_t) replaces v_t in v̂_t
+
+    Adam + L2 is ``decoupled=False`` (= ``torch.optim.Adam(weight_decay=λ)``); AdamW (PyTorch) is
+    ``decoupled=True, decay_scale="lr"`` (= ``torch.optim.AdamW``); AdamW (paper) is
+    ``decoupled=True, decay_scale="schedule"``. As computed (PyTorch's order; each kernel line is
+    tagged with its equation)::
+
+        t ← t + 1
+        θ ← θ·(1 − γ_t·λ)  or  θ·(1 − η_t·λ)                decoupled decay, before the moments
+        m ← m + (1 − β₁)·(g − m)                            lerp_, = β₁·m + (1 − β₁)·g
+        v ← β₂·v + (1 − β₂)·g·g                             mul_, addcmul_
+        θ ← θ − γ_t/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε)     addcdiv_; 1 − βᵗ as Python floats
+
+    Notes on conventions:
+
+    * **ε after bias correction.** The denominator is √v_t/√(1 − β₂ᵗ) + ε, i.e. ε is added to
+      √v̂_t (as in PyTorch and the Adam paper's Algorithm 1), not to √v_t.
+    * **Decay × lr (PyTorch) or × schedule multiplier (paper).** PyTorch's AdamW shrinks θ by
+      γ_t·λ, so the decay per step depends on the base learning rate. The paper writes
+      θ_t = θ_{t-1} − η_t·(α·m̂_t/(√v̂_t + ε) + λ·θ_{t-1}) with α the base learning rate and η_t
+      the schedule multiplier, so its decay per step is η_t·λ, independent of α; the same
+      decay needs λ_paper = γ_0·λ_torch. Here η_t = ``lr`` / ``initial_lr`` of the group.
+      ``initial_lr`` is set (``setdefault``) at construction to the group's ``lr``, the key that
+      PyTorch's LR schedulers use; schedulers that overwrite it (``OneCycleLR`` sets it to
+      ``max_lr / div_factor``) redefine η_t relative to that value. Decaying θ before the Adam step
+      (as PyTorch does) equals the paper's simultaneous update because the Adam step does not read
+      θ.
+    * **Batch-size convention.** ``weight_decay`` is the raw coefficient, as in PyTorch. The loss
+      ``optreg.CrossEntropyLoss(l2=λ)`` adds λ/(2B)·Σ‖W‖² (B the batch size), whose gradient is
+      (λ/B)·W, so coupled Adam with ``weight_decay=optreg.regularization.l2_to_weight_decay(λ, B)``
+      (= λ/B) follows the same trajectory (up to float rounding).
+    * **Which tensors decay.** ``decay="weights"`` (default) decays only tensors with ``ndim > 1``
+      (weight matrices, conv kernels; not biases), via ``optreg.regularization.is_decayed``;
+      ``decay="all"`` decays every tensor, as PyTorch does. A param group may set its own
+      ``weight_decay`` (e.g. 0 for a bias group) or ``decay``.
+    * **State** uses PyTorch's keys (``step``, a scalar float32 tensor on the CPU, or float64
+      when that is the default dtype; ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``), so state
+      dicts move between ``optreg.Adam`` and ``torch.optim.Adam``; state dicts whose ``step`` is a
+      plain number (old PyTorch) load too.
+    * **Kernels.** ``foreach=False``: one tensor at a time; bit-identical to
+      ``torch.optim.Adam(foreach=False)``. ``foreach=True``: the same lines with
+      ``torch._foreach_*``; bit-identical to ``foreach=True`` in PyTorch and, on CPU, to the
+      single-tensor kernel. ``foreach=None``: foreach on CUDA/XPU; on CPU foreach for small
+      parameter sets (≤ 2M elements, where it saves Python overhead) and single-tensor above (see
+      :func:`_default_foreach`). A tensor ``lr`` is read as a Python float by the foreach kernel,
+      so there it agrees with the single-tensor kernel to rounding, not bitwise.
+    * **Param groups must be homogeneous**: all tensors of one group on one device with one dtype
+      (``ValueError`` otherwise; put them in separate groups). PyTorch instead buckets each group by
+      device and dtype in its foreach kernel. Complex parameters are not supported.
+
+    Args:
+        params: iterable of tensors, of ``(name, tensor)`` pairs, or of param-group dicts.
+        lr: learning rate γ, a float or a one-element tensor (default 1e-3).
+        betas: (β₁, β₂), decay rates of the first and second moment (default (0.9, 0.999)).
+        eps: ε, added to the bias-corrected √v̂ (default 1e-8).
+        weight_decay: λ, the raw coefficient of coupled L2 or decoupled decay (default 0).
+        decoupled: False: L2 added to the gradient (Adam + L2); True: decoupled decay (AdamW).
+        amsgrad: use AMSGrad's running maximum of v (default False).
+        maximize: maximize the objective instead of minimizing it (default False).
+        foreach: True: multi-tensor kernel; False: single-tensor kernel; None: choose by device
+            and size (see above).
+        decay: ``"weights"`` (only tensors with ``ndim > 1``) or ``"all"`` tensors decay.
+        decay_scale: ``"lr"`` (decay × γ_t, PyTorch) or ``"schedule"`` (decay × η_t = γ_t/γ_0,
+            the paper); ``"schedule"`` requires ``decoupled=True``.
+
+    References:
+        * Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+          https://arxiv.org/abs/1412.6980
+        * Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+          https://arxiv.org/abs/1711.05101
+        * Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+          https://openreview.net/forum?id=ryQu7f-RZ
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        decay: DecayScope = "weights",
+        decay_scale: DecayScale = "lr",
+    ) -> None:
+        betas = _float_pair(betas)
+        _check_hyperparameters(lr, betas, eps, weight_decay, decoupled, decay, decay_scale)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "decoupled": decoupled,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "foreach": foreach,
+            "decay": decay,
+            "decay_scale": decay_scale,
+        }
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, after checking its own hyperparameters and that it is homogeneous.
+
+        Sets the group's ``initial_lr`` (γ_0, the reference of ``decay_scale="schedule"``) to its
+        ``lr`` unless the group already has one.
+        """
+        options = {**self.defaults, **param_group}
+        if "betas" in param_group:
+            param_group["betas"] = options["betas"] = _float_pair(param_group["betas"])
+        _check_hyperparameters(
+            options["lr"],
+            options["betas"],
+            options["eps"],
+            options["weight_decay"],
+            options["decoupled"],
+            options["decay"],
+            options["decay_scale"],
+        )
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _check_homogeneous(group["params"])
+        except ValueError:
+            self.param_groups.pop()
+            raise
+        group.setdefault("initial_lr", _copy_lr(group["lr"]))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Called by load_state_dict, copy.deepcopy and unpickling. Fills the keys that a state dict
+        # from torch.optim.Adam (or an older optreg) lacks, and turns a plain-number ``step`` (old
+        # PyTorch state dicts) into the scalar tensor that the kernels increment in place.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("amsgrad", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault(
+                "decoupled",
+                group.get("decoupled_weight_decay", self.defaults.get("decoupled", False)),
+            )
+            group.setdefault("decay", self.defaults.get("decay", "weights"))
+            group.setdefault("decay_scale", self.defaults.get("decay_scale", "lr"))
+            group.setdefault("initial_lr", _copy_lr(group["lr"]))
+            for p in group["params"]:
+                p_state = self.state.get(p)
+                if p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_step_dtype())
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        max_exp_avg_sqs: list[Tensor],
+        state_steps: list[Tensor],
+        decayed: list[bool],
+    ) -> None:
+        """Fill the parallel lists with the group's tensors that have a gradient; create state."""
+        amsgrad = group["amsgrad"]
+        decay = group["decay"]
+        for p in group["params"]:
+            grad = p.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                raise RuntimeError(
+                    "optreg.optim.Adam does not support sparse gradients; "
+                    "use torch.optim.SparseAdam for sparse gradients"
+                )
+            state = self.state[p]
+            if len(state) == 0:  # lazy initialization: t = 0, m_0 = v_0 = 0
+                state["step"] = torch.tensor(0.0, dtype=_step_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if amsgrad:
+                if "max_exp_avg_sq" not in state:  # v_0^max = 0 (also if amsgrad turned on later)
+                    state["max_exp_avg_sq"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+                max_exp_avg_sqs.append(state["max_exp_avg_sq"])
+            params.append(p)
+            grads.append(grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+            decayed.append(is_decayed(p, decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; return the closure's loss (or None).
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss; it runs
+                with gradients enabled.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            exp_avg_sqs: list[Tensor] = []
+            max_exp_avg_sqs: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            decayed: list[bool] = []
+            self._init_group(
+                group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed
+            )
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]  # read every step: OneCycleLR cycles β₁
+            lr = group["lr"]
+            # Multiplier of λ in decoupled decay: γ_t (PyTorch) or η_t = γ_t / γ_0 (paper).
+            decay_multiplier = (
+                lr / group["initial_lr"] if group["decay_scale"] == "schedule" else lr
+            )
+
+            adam(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                max_exp_avg_sqs,
+                state_steps,
+                decayed,
+                foreach=group["foreach"],
+                amsgrad=group["amsgrad"],
+                beta1=beta1,
+                beta2=beta2,
+                lr=lr,
+                weight_decay=group["weight_decay"],
+                decay_multiplier=decay_multiplier,
+                eps=group["eps"],
+                maximize=group["maximize"],
+                decoupled=group["decoupled"],
+            )
+        return loss
+
+
+class AdamW(Adam):
+    r"""AdamW: :class:`Adam` with ``decoupled=True`` and ``weight_decay=1e-2`` by default.
+
+    The same arguments and defaults as ``torch.optim.AdamW`` (plus ``decay`` and ``decay_scale``);
+    see :class:`Adam` for the update, the two forms of the decay and the conventions. As in
+    PyTorch, a state dict loaded into an AdamW always keeps ``decoupled=True``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        decay: DecayScope = "weights",
+        decay_scale: DecayScale = "lr",
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            decoupled=True,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            decay=decay,
+            decay_scale=decay_scale,
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled"] = True
+
+
+def adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    decayed: list[bool] | None = None,
+    *,
+    foreach: bool | None = None,
+    amsgrad: bool,
+    beta1: float,
+    beta2: float,
+    lr: float | Tensor,
+    weight_decay: float,
+    decay_multiplier: float | Tensor | None = None,
+    eps: float,
+    maximize: bool,
+    decoupled: bool,
+) -> None:
+    r"""Functional Adam / Adam + L2 / AdamW: update ``params`` and the state lists in place.
+
+    See :class:`Adam` for the algorithm. The lists are parallel (one entry per tensor);
+    ``state_steps`` holds scalar tensors, incremented here. ``decayed[i]`` says whether tensor i
+    decays (None: all do). ``decay_multiplier`` multiplies λ in decoupled decay: ``lr`` if None
+    (PyTorch's AdamW), γ_t/γ_0 for the paper's form. ``foreach=None`` chooses the kernel with
+    :func:`_default_foreach`. Tensors must share one device and dtype.
+    """
+    if foreach is None:
+        foreach = _default_foreach(params)
+    if decayed is None:
+        decayed = [True] * len(params)
+    if decay_multiplier is None:
+        decay_multiplier = lr
+    kernel = _multi_tensor_adam if foreach else _single_tensor_adam
+    kernel(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        state_steps,
+        decayed,
+        amsgrad=amsgrad,
+        beta1=beta1,
+        beta2=beta2,
+        lr=lr,
+        weight_decay=weight_decay,
+        decay_multiplier=decay_multiplier,
+        eps=eps,
+        maximize=maximize,
+        decoupled=decoupled,
+    )
+
+
+def _default_foreach(params: list[Tensor]) -> bool:
+    """The kernel that ``foreach=None`` picks: True for the multi-tensor (foreach) kernel.
+
+    * CUDA/XPU: True (fused multi-tensor launches; PyTorch's default too).
+    * CPU: True when the call updates at most ``_FOREACH_MAX_NUMEL_CPU`` (2M) elements in total.
+      CPU foreach ops loop over the tensors in C++, which saves the per-tensor Python overhead that
+      dominates small models (LeNet-5: 62k elements in 10 tensors), but each op then sweeps the
+      whole parameter set, so for large sets the single-tensor kernel, which runs every op on one
+      tensor while it is in cache, is faster (25M elements: foreach is slower). Threshold
+      measured with ``benchmarks/optimizer_step.py``.
+    * Other devices (MPS, meta, ...): False.
+    """
+    if not params:
+        return False
+    device_type = params[0].device.type
+    if device_type in _FOREACH_DEVICES:
+        return True
+    if device_type != "cpu":
+        return False
+    return sum(p.numel() for p in params) <= _FOREACH_MAX_NUMEL_CPU
+
+
+def _single_tensor_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    decayed: list[bool],
+    *,
+    amsgrad: bool,
+    beta1: float,
+    beta2: float,
+    lr: float | Tensor,
+    weight_decay: float,
+    decay_multiplier: float | Tensor,
+    eps: float,
+    maximize: bool,
+    decoupled: bool,
+) -> None:
+    """Reference kernel: one tensor at a time, PyTorch's order of operations."""
+    if isinstance(lr, Tensor):  # a one-element tensor lr stays a (0-dim) tensor, as in PyTorch
+        lr = lr.squeeze()
+    if isinstance(decay_multiplier, Tensor):
+        decay_multiplier = decay_multiplier.squeeze()
+    shrink = 1 - decay_multiplier * weight_decay  # 1 − γ_t·λ  or  1 − η_t·λ
+
+    for i, param in enumerate(params):
+        grad = grads[i] if not maximize else -grads[i]  # g_t = ±∇f (never p.grad in place)
+        exp_avg = exp_avgs[i]
+        exp_avg_sq = exp_avg_sqs[i]
+        step_t = state_steps[i]
+
+        step_t += 1  # t ← t + 1
+
+        if weight_decay != 0 and decayed[i]:
+            if decoupled:
+                param.mul_(shrink)  # θ ← θ·(1 − γ_t·λ)  (paper: θ·(1 − η_t·λ))
+            elif maximize:
+                grad.add_(param, alpha=weight_decay)  # g_t ← g_t + λθ  (grad is our copy)
+            else:
+                grad = grad.add(param, alpha=weight_decay)  # g_t ← g_t + λθ  (a new tensor)
+
+        exp_avg.lerp_(grad, 1 - beta1)  # m_t = β₁m + (1 − β₁)g_t
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v_t = β₂v + (1 − β₂)g_t²
+
+        step = step_t.item()
+        bias_correction1 = 1 - beta1**step  # 1 − β₁ᵗ
+        bias_correction2 = 1 - beta2**step  # 1 − β₂ᵗ
+        step_size = lr / bias_correction1  # γ/(1 − β₁ᵗ)
+        bias_correction2_sqrt = bias_correction2**0.5  # √(1 − β₂ᵗ)
+
+        if amsgrad:
+            torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])  # v^max_t
+            denom = max_exp_avg_sqs[i].sqrt()  # √v^max_t
+        else:
+            denom = exp_avg_sq.sqrt()  # √v_t
+        denom.div_(bias_correction2_sqrt).add_(eps)  # √v_t/√(1 − β₂ᵗ) + ε
+
+        param.addcdiv_(exp_avg, denom, value=-step_size)  # θ_t = θ − γ/(1 − β₁ᵗ)·m_t/denom
+
+
+def _multi_tensor_adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    decayed: list[bool],
+    *,
+    amsgrad: bool,
+    beta1: float,
+    beta2: float,
+    lr: float | Tensor,
+    weight_decay: float,
+    decay_multiplier: float | Tensor,
+    eps: float,
+    maximize: bool,
+    decoupled: bool,
+) -> None:
+    """Foreach kernel: the single-tensor kernel's lines, each over the whole list."""
+    if not params:
+        return
+    if isinstance(lr, Tensor):  # foreach scalars must be Python numbers
+        lr = lr.item()
+    if isinstance(decay_multiplier, Tensor):
+        decay_multiplier = decay_multiplier.item()
+    shrink = 1 - decay_multiplier * weight_decay  # 1 − γ_t·λ  or  1 − η_t·λ
+
+    if maximize:
+        grads = torch._foreach_neg(grads)  # g_t = −∇f (new tensors, never p.grad in place)
+
+    # t ← t + 1 (a CPU tensor as the scalar avoids re-wrapping 1 per tensor, as in PyTorch)
+    if state_steps[0].is_cpu:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1.0)
+    else:
+        torch._foreach_add_(state_steps, 1)
+
+    if weight_decay != 0:
+        index = [i for i, d in enumerate(decayed) if d]
+        decay_params = [params[i] for i in index]
+        if decay_params:
+            if decoupled:
+                torch._foreach_mul_(decay_params, shrink)  # θ ← θ·(1 − γ_t·λ)  (paper: η_t·λ)
+            elif maximize:
+                decay_grads = [grads[i] for i in index]
+                torch._foreach_add_(decay_grads, decay_params, alpha=weight_decay)  # g_t + λθ
+            else:
+                decay_grads = [grads[i] for i in index]
+                new_grads = torch._foreach_add(decay_grads, decay_params, alpha=weight_decay)
+                grads = list(grads)
+                for i, g in zip(index, new_grads, strict=True):
+                    grads[i] = g  # g_t ← g_t + λθ (new tensors)
+
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)  # m_t = β₁m + (1 − β₁)g_t
+    torch._foreach_mul_(exp_avg_sqs, beta2)  # v_t = β₂v ...
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)  # ... + (1 − β₂)g_t²
+    del grads  # free the copies made for maximize / L2 before allocating the denominators
+
+    steps = [s.item() for s in state_steps]
+    bias_correction1 = [1 - beta1**step for step in steps]  # 1 − β₁ᵗ
+    bias_correction2 = [1 - beta2**step for step in steps]  # 1 − β₂ᵗ
+    step_size = [-(lr / bc) for bc in bias_correction1]  # −γ/(1 − β₁ᵗ)
+    bias_correction2_sqrt = [bc**0.5 for bc in bias_correction2]  # √(1 − β₂ᵗ)
+
+    if amsgrad:
+        torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)  # v^max_t
+        denom = torch._foreach_sqrt(max_exp_avg_sqs)  # √v^max_t
+    else:
+        denom = torch._foreach_sqrt(exp_avg_sqs)  # √v_t
+    torch._foreach_div_(denom, bias_correction2_sqrt)  # √v_t/√(1 − β₂ᵗ) ...
+    torch._foreach_add_(denom, eps)  # ... + ε
+
+    torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)  # θ_t = θ − γ/(1 − β₁ᵗ)·m_t/denom
+
+
+def _check_hyperparameters(
+    lr: float | Tensor,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    decoupled: bool,
+    decay: str,
+    decay_scale: str,
+) -> None:
+    """Raise ``ValueError`` naming the first invalid hyperparameter."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError(f"lr: a tensor lr must have exactly one element, got {lr.numel()}")
+        lr_value = lr.item()
+    else:
+        lr_value = lr
+    if not lr_value >= 0.0:
+        raise ValueError(f"lr must be >= 0, got {lr}")
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas[{i}] must be in [0, 1), got {beta}")
+    if not eps >= 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if not weight_decay >= 0.0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    check_decay_scope(decay)
+    if decay_scale not in DECAY_SCALES:
+        raise ValueError(f"decay_scale must be one of {DECAY_SCALES}, got {decay_scale!r}")
+    if decay_scale == "schedule":
+        if not decoupled:
+            raise ValueError(
+                "decay_scale='schedule' (decay × γ_t/γ_0, the paper's AdamW) requires "
+                "decoupled=True; coupled L2 has no schedule-scaled form"
+            )
+        if lr_value == 0.0:
+            raise ValueError("lr must be > 0 with decay_scale='schedule' (η_t = lr / initial_lr)")
+
+
+def _float_pair(betas: Iterable[float]) -> tuple[float, float]:
+    """``betas`` as a tuple of two Python floats (plain data in the param groups)."""
+    pair = tuple(float(b) for b in betas)
+    if len(pair) != 2:
+        raise ValueError(f"betas must be a pair (β₁, β₂), got {len(pair)} values")
+    return pair  # type: ignore[return-value]
+
+
+def _check_homogeneous(params: list[Tensor]) -> None:
+    """Raise ``ValueError`` unless all of a group's tensors share device and dtype (real only)."""
+    first = params[0] if params else None
+    for p in params:
+        if p.is_complex():
+            raise ValueError(f"complex parameters are not supported, got one of dtype {p.dtype}")
+        if p.device != first.device or p.dtype != first.dtype:
+            raise ValueError(
+                "all parameters of one param group must share device and dtype, found "
+                f"{first.device}/{first.dtype} and {p.device}/{p.dtype}; "
+                "put them in separate param groups"
+            )
+
+
+def _copy_lr(lr: float | Tensor) -> float | Tensor:
+    """``lr`` as the group's ``initial_lr``: a copy if it is a tensor (as PyTorch's schedulers)."""
+    return lr.clone() if isinstance(lr, Tensor) else lr
+
+
+def _step_dtype() -> torch.dtype:
+    """dtype of ``state["step"]``: float32, or float64 when that is the default (as PyTorch)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32

@@ -25,8 +25,8 @@ is already set, it re-executes itself with ``MALLOC_MMAP_THRESHOLD_`` (32 MiB, g
 and ``MALLOC_TRIM_THRESHOLD_`` (64 GiB) in the environment, so that freed temporaries stay in the
 heap and are reused. Torch runs with ``--threads`` intra-op threads (default 1). ``--compiled``
 adds a stretch row at 25M: a ``torch.compile``'d Adam step against torch's ``fused=True``.
-Results and a machine description go to ``--out`` (default ``results/optimizer_step.json``,
-git-ignored).
+Results and a machine description go to ``--out``
+(default ``benchmarks/results/optimizer_step.json``).
 """
 
 from __future__ import annotations
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs and rows (smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1)")
-    parser.add_argument("--out", default="results/optimizer_step.json", help="JSON results")
+    parser.add_argument("--out", default="benchmarks/results/optimizer_step.json",
+                        help="JSON results")
     parser.add_argument("--no-sweep", action="store_true", help="skip the foreach crossover sweep")
     parser.add_argument(
         "--compiled", action="store_true", help="also time a torch.compile'd Adam step at 25M"

@@ -77,7 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="which to run, comma list (default %(default)s)",
     )
     parser.add_argument(
-        "--out", default="benchmarks/sweep_executors.json", help="JSON output (default %(default)s)"
+        "--out",
+        default="benchmarks/results/sweep_executors.json",
+        help="JSON output (default %(default)s)",
     )
     args = parser.parse_args(argv)
     if args.quick:

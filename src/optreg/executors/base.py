@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def execute_task(task: Task, data: Cifar10, resources: Resources) -> dict[str, A
     from optreg.training import run  # keeps this module light to import in Ray drivers
 
     config = RunConfig.from_dict(task.config)
-    log = print if not resources.progress else None
+    log = None if resources.progress else _log_line
     try:
         return run(config, data, device=resources.device, threads=resources.threads,
                    checkpoint=task.checkpoint, progress=resources.progress, log=log)
@@ -54,6 +55,11 @@ def execute_task(task: Task, data: Cifar10, resources: Resources) -> dict[str, A
         raise
     except Exception as e:
         return failed_result(config, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+
+
+def _log_line(line: str) -> None:
+    """One line per epoch on stderr (stdout is kept for the results table)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def failed_result(config: RunConfig, error: str, detail: str = "") -> dict[str, Any]:

@@ -290,6 +290,16 @@ def test_normalize_matches_classroom_pipeline() -> None:
     assert normalize(images).shape == images.shape
 
 
+def test_lookup_table_for_other_devices_matches_cpu_arithmetic() -> None:
+    # Off the CPU, normalize() looks values up in this table; it must hold the CPU's bits.
+    from optreg.data.cifar10 import _normalization_table
+
+    pixels = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(_normalization_table(), normalize(pixels))
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(_normalization_table()[images.long()], normalize(images))
+
+
 def test_normalize_rejects_float() -> None:
     with pytest.raises(TypeError, match="uint8"):
         normalize(torch.zeros(2, 3))

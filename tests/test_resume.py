@@ -230,7 +230,7 @@ def test_interrupted_study_resumes_skipping_finished_runs(
     assert second.given == ["adam", "adamw"]  # torch-adam finished: not run again
     captured = capsys.readouterr()
     assert "resume: 1 of 3 runs already finished" in captured.err
-    assert "adam: resumed after epoch 1" in captured.out
+    assert "adam: resumed after epoch 1" in captured.err  # per-run lines go to stderr
     assert comparable(load_results(out)) == comparable(uninterrupted)
     assert comparable(resumed) == comparable(uninterrupted)
     assert not (out / "checkpoints").exists()

@@ -259,3 +259,18 @@ def test_console_script_version_and_help() -> None:
     assert help_.returncode == 0
     for command in ("parity", "train", "study", "sweep", "report", "Exit codes"):
         assert command in help_.stdout
+
+
+def test_download_url_is_used_and_its_checksum_checked(tmp_path: Path, capsys: Capture) -> None:
+    # A mirror must serve the official archive: anything else fails the md5 check, exit 2,
+    # and leaves no archive or data behind that could pass for the real thing.
+    from optreg.data import write_synthetic_cifar10_archive
+
+    archive, _ = write_synthetic_cifar10_archive(tmp_path / "mirror" / "cifar-10-python.tar.gz")
+    data_dir = tmp_path / "data"
+    code = main(["train", "--data-dir", str(data_dir), "--download-url", archive.as_uri(),
+                 "--epochs", "1", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and archive.as_uri() in err and "Traceback" not in err
+    assert not list(data_dir.rglob("*.tar.gz")) and not list(data_dir.rglob("data_batch_*"))

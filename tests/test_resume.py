@@ -242,12 +242,20 @@ def test_interrupted_study_resumes_skipping_finished_runs(
 
 
 @pytest.mark.slow
-def test_study_killed_with_sigkill_resumes_to_the_same_results(
-    data_dir: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sig", "workers", "returncode"),
+    [
+        (signal.SIGKILL, 1, -signal.SIGKILL),  # no cleanup, no finally blocks
+        (signal.SIGINT, 2, 130),  # Ctrl-C: the workers are stopped, exit code 130
+    ],
+    ids=["sigkill-in-process", "sigint-two-workers"],
+)
+def test_study_killed_mid_run_resumes_to_the_same_results(
+    data_dir: Path, tmp_path: Path, sig: signal.Signals, workers: int, returncode: int
 ) -> None:
-    """Kill a real ``optreg study seed`` process after its first checkpoint, resume, compare."""
+    """Signal a real ``optreg study seed`` process after its first checkpoint, resume, compare."""
     common = ["study", "seed", "--data-dir", str(data_dir), "--only", "adam,torch-adam",
-              "--epochs", "3", "--workers", "1", "--no-progress", "--device", "cpu",
+              "--epochs", "3", "--workers", str(workers), "--no-progress", "--device", "cpu",
               "--train-size", "512", "--test-size", "128"]  # 16 steps per epoch
     killed = tmp_path / "killed"
     with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
@@ -259,11 +267,13 @@ def test_study_killed_with_sigkill_resumes_to_the_same_results(
                 assert process.poll() is None, (tmp_path / "stderr").read_text()
                 assert time.monotonic() < deadline, "no checkpoint appeared"
                 time.sleep(0.01)
-            process.kill()  # SIGKILL: no cleanup, no finally blocks
+            process.send_signal(sig)
+            process.wait(timeout=120)
         finally:
-            process.kill()
-            process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=60)
+    assert process.returncode == returncode, (tmp_path / "stderr").read_text()
     partial = load_results(killed)  # results.json is whole, valid JSON
     assert len(partial["runs"]) < 2, "the study was killed before it finished"
     for stored in killed.glob("runs/*.json"):

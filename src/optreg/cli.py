@@ -71,6 +71,8 @@ def _add_execution_options(p: argparse.ArgumentParser, *, out_default: str) -> N
                    "$OPTREG_DATA_DIR, else the cache folder ~/.cache/optreg)")
     g.add_argument("--download", action="store_true",
                    help="download CIFAR-10 (official site, md5-checked) if it is missing")
+    g.add_argument("--download-url", metavar="URL",
+                   help="a mirror of cifar-10-python.tar.gz to download from (same md5)")
     g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps")
     g.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
     g.add_argument("--resume", action="store_true",
@@ -252,8 +254,9 @@ def _make_executor(args: argparse.Namespace, configs: list, device: str):
 
     # Check (or fetch) the files here, once, so workers never meet missing data.
     folder = cifar10_folder(args.data_dir)
-    if missing_files(folder) and args.download:
-        folder = download_cifar10(args.data_dir)
+    if missing_files(folder) and (args.download or args.download_url):
+        folder = download_cifar10(args.data_dir, **({"url": args.download_url}
+                                                    if args.download_url else {}))
     if missing_files(folder):
         raise DataError(f"CIFAR-10 not found in {folder} (missing: "
                         f"{', '.join(missing_files(folder))}). Add --download to fetch it, or "

@@ -93,9 +93,17 @@ class LocalExecutor:
             self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the workers. Runs still executing (after Ctrl-C) are stopped, not awaited:
+        their end-of-epoch checkpoints are complete files, so ``--resume`` continues them."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        processes = list(pool._processes.values())  # no public handle before Python 3.14
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 _worker_data: Cifar10 | None = None

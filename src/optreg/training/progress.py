@@ -15,7 +15,6 @@ class Progress:
 
             self.bar = tqdm(total=total, initial=done, desc=label, unit="step", leave=False,
                             dynamic_ncols=True, mininterval=0.5)
-        self._last = done
 
     @property
     def active(self) -> bool:

@@ -8,16 +8,17 @@ described in ``optreg.results`` and the README.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from optreg.config import RunConfig
-from optreg.data import Cifar10
+from optreg.data import Cifar10, Cifar10Split, num_batches
 from optreg.runtime import execution, machine_info, now
 from optreg.training.builders import build_loss, build_model, build_optimizer, build_scheduler
 from optreg.training.checkpoint import load_checkpoint, save_checkpoint
@@ -63,14 +64,15 @@ def run(
         model = build_model(config, device)
         criterion = build_loss(config, model)
         optimizer = build_optimizer(config, model)
-        steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        steps_per_epoch = num_batches(len(train), config.batch_size)
         scheduler = build_scheduler(config, optimizer, steps_per_epoch * config.epochs)
         generator = torch.Generator().manual_seed(config.seed) if config.shuffle else None
+        trainables = _Trainables(model, optimizer, scheduler, generator)
         history = History()
         prior_wall_s = 0.0  # wall time spent on this run before it was resumed
         state = load_checkpoint(checkpoint) if checkpoint else None
         if state is not None:
-            _restore(state, config, model, optimizer, scheduler, generator, history)
+            trainables.restore(state, config, history)
             prior_wall_s = float(state.get("wall_s", sum(history.train_s)))
             log(f"{config.name}: resumed after epoch {state['epoch']}")
         first_epoch = len(history.train_loss) + 1
@@ -80,8 +82,7 @@ def run(
 
         def save(epoch: int, history: History) -> None:
             if checkpoint:
-                snapshot = _snapshot(config, epoch, model, optimizer, scheduler, generator,
-                                     history)
+                snapshot = trainables.snapshot(config, epoch, history)
                 snapshot["wall_s"] = prior_wall_s + time.perf_counter() - started
                 save_checkpoint(checkpoint, snapshot)
 
@@ -129,33 +130,42 @@ def run(
     return result
 
 
-def _prefix(split, size):
-    return split if size is None else type(split)(split.images[:size], split.labels[:size])
+def _prefix(split: Cifar10Split, size: int | None) -> Cifar10Split:
+    """The first ``size`` images of ``split`` (all of it for None)."""
+    return split if size is None else Cifar10Split(split.images[:size], split.labels[:size])
 
 
-def _snapshot(config, epoch, model, optimizer, scheduler, generator, history) -> dict[str, Any]:
-    return {
-        "config": config.to_dict(),
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "generator": None if generator is None else generator.get_state(),
-        "history": vars(history),
-    }
+@dataclass
+class _Trainables:
+    """Everything a checkpoint must capture besides the history, and how to save/restore it."""
 
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator | None
 
-def _restore(state, config, model, optimizer, scheduler, generator, history) -> None:
-    """Load a checkpoint into the run's objects and history."""
-    if state.get("config") != config.to_dict():
-        raise ValueError(f"checkpoint belongs to another config than run {config.name!r}")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if generator is not None:
-        generator.set_state(state["generator"])
-    for key, values in state["history"].items():
-        getattr(history, key).extend(values)
+    def snapshot(self, config: RunConfig, epoch: int, history: History) -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "generator": None if self.generator is None else self.generator.get_state(),
+            "history": vars(history),
+        }
+
+    def restore(self, state: dict[str, Any], config: RunConfig, history: History) -> None:
+        """Load a checkpoint of this config into the objects and ``history``."""
+        if state.get("config") != config.to_dict():
+            raise ValueError(f"checkpoint belongs to another config than run {config.name!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
+        for key, values in state["history"].items():
+            getattr(history, key).extend(values)

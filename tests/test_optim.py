@@ -824,3 +824,42 @@ def test_invalid_hyperparameter_raises_value_error_naming_it(kwargs, name):
 def test_adamw_rejects_negative_weight_decay():
     with pytest.raises(ValueError, match="weight_decay"):
         AdamW([torch.zeros(2, requires_grad=True)], weight_decay=-1.0)
+
+
+BUCKET_SHAPES = [(7, 5), (40,), (3, 4, 5), (), (6, 6, 2, 2), (90, 3), (11,)]
+
+
+def test_cache_buckets_partition_the_params_in_order(monkeypatch):
+    monkeypatch.setattr(optim_module, "_FOREACH_BUCKET_NUMEL_CPU", 100)
+    params = random_params(BUCKET_SHAPES, torch.float32, seed=0)  # 35, 40, 60, 1, 144, 270, 11
+    # consecutive tensors while the sum stays ≤ 100; a larger tensor is a bucket of its own
+    assert optim_module._cache_buckets(params) == [[0, 1], [2, 3], [4], [5], [6]]
+    monkeypatch.setattr(optim_module, "_FOREACH_BUCKET_NUMEL_CPU", 1 << 16)
+    assert optim_module._cache_buckets(params) == [list(range(7))]
+
+
+@pytest.mark.parametrize("bucket", [1, 50, 1 << 16])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True},
+     {"amsgrad": True, "maximize": True, "weight_decay": 0.05}],
+    ids=["adam", "l2", "adamw", "amsgrad-maximize-l2"],
+)
+def test_bucketed_foreach_kernel_is_bitwise_torch_foreach(monkeypatch, bucket, options):
+    """The foreach kernel runs over cache-sized buckets of tensors on the CPU: same bits."""
+    monkeypatch.setattr(optim_module, "_FOREACH_BUCKET_NUMEL_CPU", bucket)
+    ours = random_params(BUCKET_SHAPES, torch.float32, seed=5)
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    options = dict(options)
+    decoupled = options.pop("decoupled", False)
+    wd = options.pop("weight_decay", 0.0)
+    opt_ours = Adam(ours, weight_decay=wd, decoupled=decoupled, decay="all", foreach=True,
+                    **options)
+    torch_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    opt_theirs = torch_cls(theirs, weight_decay=wd, foreach=True, **options)
+    run_random_grads(ours, opt_ours, 5, seed=6)
+    run_random_grads(theirs, opt_theirs, 5, seed=6)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+        for key, value in opt_theirs.state[b].items():
+            assert torch.equal(opt_ours.state[a][key], value), key

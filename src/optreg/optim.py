@@ -25,13 +25,15 @@ DECAY_SCALES: tuple[str, ...] = ("lr", "schedule")
 
 # Largest total number of elements in one call for which ``foreach=None`` picks the multi-tensor
 # kernel on CPU. On CPU a ``_foreach_`` op is a C++ loop over the tensors: it saves the Python
-# overhead per tensor and op, but each op sweeps the whole parameter set, while the single-tensor
-# kernel runs all ops on one tensor while it is still in cache. Measured with
-# benchmarks/optimizer_step.py (1 thread; see benchmarks/README_optimizer.md): foreach/single is
-# 0.79-0.81 at LeNet-5 (62k elements, 10 tensors) and, with 150 tensors, 0.84-0.89 at 1M,
-# 0.94-0.98 at 2M, 0.99-1.09 at 4M, 1.08-1.12 at 8M, 1.11-1.20 at 25M: the crossover lies between
-# 2M and 4M elements.
+# overhead per tensor and op that dominates small models. Measured with
+# benchmarks/optimizer_step.py (1 thread; see benchmarks/README.md), optreg foreach / single:
+# 0.79-0.82 at LeNet-5 (62k elements, 10 tensors) and, with 150 tensors, 0.92 at 1M, 0.94-1.02
+# at 2M, 1.04-1.09 at 4M and 1.05 at 25M (bucketed kernel): the crossover lies near 2M elements.
 _FOREACH_MAX_NUMEL_CPU = 2_000_000
+
+# Largest bucket (elements) the foreach kernel works on at once on CPU: small enough that a
+# bucket's parameters, gradients and both moments (4 × 4 bytes per element) stay in L2 cache.
+_FOREACH_BUCKET_NUMEL_CPU = 1 << 16
 
 # Devices whose native foreach kernels fuse the list into few launches; there foreach always wins
 # (PyTorch's own default, ``torch.optim.optimizer._default_to_fused_or_foreach``).
@@ -101,7 +103,9 @@ class Adam(torch.optim.Optimizer):
     * **Kernels.** ``foreach=False``: one tensor at a time; bit-identical to
       ``torch.optim.Adam(foreach=False)``. ``foreach=True``: the same lines with
       ``torch._foreach_*``; bit-identical to ``foreach=True`` in PyTorch and, on CPU, to the
-      single-tensor kernel. ``foreach=None``: foreach on CUDA/XPU; on CPU foreach for small
+      single-tensor kernel. On CPU it runs over cache-sized buckets of consecutive tensors (≤ 64k
+      elements each), so the data of a bucket stays in cache across the kernel's operations.
+      ``foreach=None``: foreach on CUDA/XPU; on CPU foreach for small
       parameter sets (≤ 2M elements, where it saves Python overhead) and single-tensor above (see
       :func:`_default_foreach`). A tensor ``lr`` is read as a Python float by the foreach kernel,
       so there it agrees with the single-tensor kernel to rounding, not bitwise.
@@ -384,25 +388,39 @@ def adam(
         decayed = [True] * len(params)
     if decay_multiplier is None:
         decay_multiplier = lr
+    lists = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed)
+    if not foreach:
+        calls = [lists]
+    else:  # the same kernel over cache-sized buckets of tensors (see _cache_buckets)
+        calls = [tuple([lst[i] for i in bucket] if lst else lst for lst in lists)
+                 for bucket in _cache_buckets(params)]
     kernel = _multi_tensor_adam if foreach else _single_tensor_adam
-    kernel(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        max_exp_avg_sqs,
-        state_steps,
-        decayed,
-        amsgrad=amsgrad,
-        beta1=beta1,
-        beta2=beta2,
-        lr=lr,
-        weight_decay=weight_decay,
-        decay_multiplier=decay_multiplier,
-        eps=eps,
-        maximize=maximize,
-        decoupled=decoupled,
-    )
+    for call in calls:
+        kernel(*call, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+               weight_decay=weight_decay, decay_multiplier=decay_multiplier, eps=eps,
+               maximize=maximize, decoupled=decoupled)
+
+
+def _cache_buckets(params: list[Tensor]) -> list[list[int]]:
+    """Indices of ``params`` in consecutive buckets of at most ``_FOREACH_BUCKET_NUMEL_CPU``
+    elements (a larger tensor is a bucket of its own); one bucket off the CPU.
+
+    Each ``_foreach_`` op sweeps its whole list before the next op starts, so over a large
+    parameter set every op streams all of it through memory again. On a CPU, running the kernel
+    bucket by bucket keeps a bucket's parameters, gradients and moments in cache across the
+    kernel's ops. The arithmetic per element is unchanged, so results are bitwise the same.
+    """
+    if not params or params[0].device.type != "cpu":
+        return [list(range(len(params)))]
+    buckets: list[list[int]] = [[]]
+    numel = 0
+    for i, p in enumerate(params):
+        if buckets[-1] and numel + p.numel() > _FOREACH_BUCKET_NUMEL_CPU:
+            buckets.append([])
+            numel = 0
+        buckets[-1].append(i)
+        numel += p.numel()
+    return buckets
 
 
 def _default_foreach(params: list[Tensor]) -> bool:

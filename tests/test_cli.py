@@ -274,3 +274,17 @@ def test_download_url_is_used_and_its_checksum_checked(tmp_path: Path, capsys: C
     err = capsys.readouterr().err
     assert "checksum mismatch" in err and archive.as_uri() in err and "Traceback" not in err
     assert not list(data_dir.rglob("*.tar.gz")) and not list(data_dir.rglob("data_batch_*"))
+
+
+def test_unreachable_ray_cluster_and_misplaced_workers_exit_2(
+    data_dir: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    sweep = ["sweep", "--data-dir", str(data_dir), "--lr", "1e-3", "--weight-decay", "1e-3",
+             "--mode", "coupled", "--epochs", "1", "--executor", "ray", "--no-progress"]
+    # Ray itself would retry an address nobody listens on for minutes.
+    assert main([*sweep, "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "no Ray cluster answers at 127.0.0.1:1" in err and "Traceback" not in err
+    assert main([*sweep, "--ray-address", "127.0.0.1:1", "--workers", "2",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "--workers sizes a local Ray instance" in capsys.readouterr().err

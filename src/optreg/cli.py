@@ -266,8 +266,14 @@ def _make_executor(args: argparse.Namespace, configs: list, device: str):
     if args.executor == "ray":
         from optreg.executors.ray import RayExecutor
 
-        return RayExecutor(data, Resources(device, args.threads, progress=False),
-                           address=args.ray_address, num_cpus=args.workers)
+        if args.ray_address and args.workers:
+            raise UsageError("--workers sizes a local Ray instance; a cluster at --ray-address "
+                             "has its own CPUs")
+        try:
+            return RayExecutor(data, Resources(device, args.threads, progress=False),
+                               address=args.ray_address, num_cpus=args.workers)
+        except ImportError as e:  # Ray is an optional extra; the message says how to install it
+            raise UsageError(str(e)) from None
     workers = args.workers or (default_workers(args.threads) if device == "cpu" else 1)
     workers = min(workers, len(configs)) or 1
     # One run at a time may draw a per-epoch progress bar; several would overwrite each other.
@@ -347,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _run_report(args)
         return _run_study(args)
-    except (UsageError, ConfigError, DataError, OutputExistsError, ImportError) as e:
+    except (UsageError, ConfigError, DataError, OutputExistsError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConnectionError as e:  # e.g. --ray-address names no reachable cluster
+        print(f"{parser.prog}: error: cannot connect: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\n{parser.prog}: interrupted; finished runs and end-of-epoch checkpoints are "

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -135,6 +136,7 @@ class RayExecutor:
             if self.address is None:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, **common)
             else:
+                _check_reachable(self.address)
                 ray.init(address=self.address, **common)
             self._started = True
             self._data_ref = None
@@ -222,3 +224,18 @@ def _from_arrays(arrays: dict[str, Any]) -> Cifar10:
 def _execute_remote(arrays: dict[str, Any], task: Task, resources: Resources) -> dict[str, Any]:
     """What one Ray task runs: rebuild the data's tensors, execute the task, return its result."""
     return execute_task(task, _from_arrays(arrays), resources)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast for a ``host:port`` (or ``ray://host:port``) nobody listens on.
+
+    ``ray.init`` itself retries an unreachable cluster for minutes, printing only log lines.
+    ``"auto"`` and other forms are left to Ray.
+    """
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"no Ray cluster answers at {address} ({e})") from None

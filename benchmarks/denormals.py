@@ -18,13 +18,12 @@ loss can see (the histories differ only once subnormals appear).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
 from optreg.data import iterate_batches, load_cifar10, normalize
+from optreg.results import write_json
 from optreg.runtime import execution, machine_info
 from optreg.studies.seed import SCENARIOS
 from optreg.training.builders import build_loss, build_model, build_optimizer
@@ -97,14 +96,8 @@ def main() -> None:
         f"last {args.every} steps: {off['ms_per_step']:.2f} ms/step without flush-to-zero, "
         f"{on['ms_per_step']:.2f} with (×{off['ms_per_step'] / on['ms_per_step']:.2f})"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {"machine": machine_info(), "threads": args.threads, "results": results}, indent=2
-        )
-        + "\n"
-    )
+    out = write_json(args.out, {"machine": machine_info(), "threads": args.threads,
+                                "results": results})
     print(f"saved {out}")
 
 

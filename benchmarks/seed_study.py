@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from optreg.results import write_json
 from optreg.runtime import machine_info
 
 
@@ -129,23 +130,10 @@ def main() -> None:
     for label, r in (("sequential", sequential), (f"{args.workers} workers", concurrent)):
         print(f"{label:<15} total {r['wall_s']:7.1f} s   peak RSS {r['peak_rss_mb']:7.0f} MB")
     print(f"concurrent / sequential wall time: {ratio:.3f}; identical histories: {identical}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": machine_info(),
-                "epochs": args.epochs,
-                "train_size": args.train_size,
-                "ratio": ratio,
-                "identical": identical,
-                "sequential": sequential,
-                "concurrent": concurrent,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    out = write_json(args.out, {"machine": machine_info(), "epochs": args.epochs,
+                                "train_size": args.train_size, "ratio": ratio,
+                                "identical": identical, "sequential": sequential,
+                                "concurrent": concurrent})
     print(f"saved {out}")
 
 

@@ -24,17 +24,16 @@ description of the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from optreg import Adam, CrossEntropyLoss, LeNet5
 from optreg.data import Cifar10Split, load_cifar10, normalize
+from optreg.results import write_json
 from optreg.runtime import machine_info
 from optreg.training import train_epoch
 
@@ -146,21 +145,8 @@ def main() -> None:
             f"{name:<28} {row['img_per_s_median']:>15,.0f} {row['ratio_vs_bare_median']:>16.3f}"
             f" {row['ratio_vs_bare_min']:>6.3f}–{row['ratio_vs_bare_max']:.3f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": machine_info(),
-                "threads": args.threads,
-                "rounds": args.rounds,
-                "steps": args.steps,
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    out = write_json(args.out, {"machine": machine_info(), "threads": args.threads,
+                                "rounds": args.rounds, "steps": args.steps, "results": rows})
     print(f"saved {out}")
 
 

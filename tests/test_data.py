@@ -569,12 +569,11 @@ def test_load_with_download_flag(
     body, md5 = archive
     url = server.serve("/x", body)
     monkeypatch.setattr(download_module, "OFFICIAL_URL", url)
-    import optreg.data.cifar10 as cifar10_module
 
-    def fake_download(root: object) -> Path:
+    def fake_download(root: object, _url: str) -> Path:  # the synthetic archive's md5
         return download_cifar10(root, url=url, md5=md5, progress=False)
 
-    monkeypatch.setattr(cifar10_module, "download_cifar10", fake_download)
+    monkeypatch.setattr(download_module, "download_cifar10", fake_download)
     assert len(load_cifar10(tmp_path / "x", download=True).train) == N_TRAIN
 
 

@@ -246,21 +246,13 @@ def _study_configs(args: argparse.Namespace) -> tuple[list, dict[str, Any]]:
 
 
 def _make_executor(args: argparse.Namespace, configs: list, device: str):
-    from optreg.data import DataError, cifar10_folder, download_cifar10
-    from optreg.data.cifar10 import LOCAL_COPY_HINT
-    from optreg.data.locations import missing_files
+    from optreg.data import OFFICIAL_URL, ensure_cifar10
     from optreg.executors.base import Resources
     from optreg.executors.local import DataSpec, LocalExecutor, default_workers
 
     # Check (or fetch) the files here, once, so workers never meet missing data.
-    folder = cifar10_folder(args.data_dir)
-    if missing_files(folder) and (args.download or args.download_url):
-        folder = download_cifar10(args.data_dir, **({"url": args.download_url}
-                                                    if args.download_url else {}))
-    if missing_files(folder):
-        raise DataError(f"CIFAR-10 not found in {folder} (missing: "
-                        f"{', '.join(missing_files(folder))}). Add --download to fetch it, or "
-                        f"{LOCAL_COPY_HINT}")
+    folder = ensure_cifar10(args.data_dir, download=args.download or bool(args.download_url),
+                            url=args.download_url or OFFICIAL_URL)
     data = DataSpec.covering(str(folder), configs)
     progress = not args.no_progress
     if args.executor == "ray":

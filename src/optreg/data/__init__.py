@@ -30,6 +30,7 @@ from optreg.data.download import (
     OFFICIAL_MD5,
     OFFICIAL_URL,
     download_cifar10,
+    ensure_cifar10,
     extract_archive,
     file_md5,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "cifar10_folder",
     "default_cache_dir",
     "download_cifar10",
+    "ensure_cifar10",
     "extract_archive",
     "file_md5",
     "iterate_batches",

@@ -33,16 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from optreg.data.download import download_cifar10
+from optreg.data.download import ensure_cifar10
 from optreg.data.errors import DataError
-from optreg.data.locations import (
-    LOCAL_COPY_HINT,
-    META_FILE,
-    TEST_FILE,
-    TRAIN_FILES,
-    cifar10_folder,
-    missing_files,
-)
+from optreg.data.locations import META_FILE, TEST_FILE, TRAIN_FILES
 from optreg.data.safe_pickle import load_pickle
 
 __all__ = [
@@ -247,16 +240,7 @@ def load_cifar10(
         DataError: a file is missing (and ``download`` is false), malformed or unsafe, or a
             requested size exceeds what the files hold.
     """
-    folder = cifar10_folder(root)
-    missing = missing_files(folder)
-    if missing and download:
-        folder = download_cifar10(root)
-        missing = missing_files(folder)
-    if missing:
-        raise DataError(
-            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download it "
-            f"(download=True), or {LOCAL_COPY_HINT}"
-        )
+    folder = ensure_cifar10(root, download=download)
     classes = read_label_names(folder / META_FILE)
     train = _to_split(*_read_split([folder / f for f in TRAIN_FILES], train_size, "train"), device)
     test = _to_split(*_read_split([folder / TEST_FILE], test_size, "test"), device)

@@ -46,6 +46,7 @@ __all__ = [
     "OFFICIAL_URL",
     "download_cifar10",
     "download_file",
+    "ensure_cifar10",
     "extract_archive",
     "file_md5",
 ]
@@ -186,6 +187,28 @@ def extract_archive(archive: str | Path, dest: str | Path) -> None:
                 tar.extractall(dest, members=members)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{archive}: cannot extract ({exc})") from exc
+
+
+def ensure_cifar10(
+    root: str | os.PathLike[str] | None = None, *, download: bool = False, url: str = OFFICIAL_URL
+) -> Path:
+    """The ``cifar-10-batches-py`` folder for ``root``, complete; downloaded from ``url`` first
+    when files are missing and ``download`` is true.
+
+    Raises:
+        DataError: files are missing (and ``download`` is false, or the download failed).
+    """
+    folder = cifar10_folder(root)
+    missing = missing_files(folder)
+    if missing and download:
+        folder = download_cifar10(root, url)
+        missing = missing_files(folder)
+    if missing:
+        raise DataError(
+            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download it (--download "
+            f"on the command line, download=True in Python), or {LOCAL_COPY_HINT}"
+        )
+    return folder
 
 
 def download_cifar10(

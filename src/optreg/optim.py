@@ -389,11 +389,12 @@ def adam(
     if decay_multiplier is None:
         decay_multiplier = lr
     lists = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed)
-    if not foreach:
+    buckets = _cache_buckets(params) if foreach else []
+    if len(buckets) <= 1:  # single-tensor kernel, or everything fits one bucket (LeNet-5, GPUs)
         calls = [lists]
     else:  # the same kernel over cache-sized buckets of tensors (see _cache_buckets)
         calls = [tuple([lst[i] for i in bucket] if lst else lst for lst in lists)
-                 for bucket in _cache_buckets(params)]
+                 for bucket in buckets]
     kernel = _multi_tensor_adam if foreach else _single_tensor_adam
     for call in calls:
         kernel(*call, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,

@@ -17,7 +17,7 @@ a ratio time(A) / time(B); the row reports the median ratio with its interquarti
 (A = optreg, B = torch: < 1 means optreg is faster). The ``control`` row times torch against
 itself and shows the noise floor. Both sides decay the same tensors (only ``ndim > 1``; the torch
 side through param groups). The ``foreach/single`` rows compare optreg's two kernels and, over a
-sweep of sizes, locate the crossover that ``optreg.optim._default_foreach`` encodes.
+sweep of sizes, locate the crossover that ``optreg.optim._common.default_foreach`` encodes.
 
 The C allocator's state changes the cost of the large temporaries (page faults on freshly mapped
 memory moved torch's own 25M step by 3x), so the script pins it: unless ``MALLOC_MMAP_THRESHOLD_``

@@ -8,7 +8,9 @@ dicts; the rest of the ``torch.optim.Optimizer`` API; argument validation.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
+import re
 from collections.abc import Callable
 
 import pytest
@@ -19,8 +21,10 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-import optreg.optim as optim_module
-from optreg.optim import Adam, AdamW, _default_foreach
+import optreg.optim.adam as adam_module
+from optreg.optim import Adam, AdamW
+from optreg.optim import _common as common
+from optreg.optim._common import default_foreach
 from optreg.regularization import param_groups
 
 
@@ -258,7 +262,8 @@ def test_bitwise_equal_to_torch(shapes, hyper, decoupled, decay, foreach, dtype)
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     wd = hyper.pop("weight_decay")
     opt_ours = Adam(
-        ours, weight_decay=wd, decoupled=decoupled, decay=decay, foreach=foreach, **hyper
+        ours, weight_decay=wd, decoupled_weight_decay=decoupled, decay=decay, foreach=foreach,
+        **hyper
     )
     groups = param_groups(theirs, wd, decay)
     opt_theirs = torch.optim.Adam(
@@ -287,7 +292,7 @@ def test_single_and_foreach_kernels_agree_bitwise_on_cpu(
         decoupled = True
     a = random_params(shapes, torch.float32, seed=3)
     b = [p.detach().clone().requires_grad_() for p in a]
-    kw = {"decoupled": decoupled, "decay": decay, "decay_scale": decay_scale, **hyper}
+    kw = {"decoupled_weight_decay": decoupled, "decay": decay, "decay_scale": decay_scale, **hyper}
     opt_a, opt_b = Adam(a, foreach=False, **kw), Adam(b, foreach=True, **kw)
     sched_a = torch.optim.lr_scheduler.StepLR(opt_a, step_size=2, gamma=0.5)
     sched_b = torch.optim.lr_scheduler.StepLR(opt_b, step_size=2, gamma=0.5)
@@ -506,7 +511,7 @@ def test_torch_state_dict_loads_into_optreg_and_continues_like_torch(decoupled, 
     opt_ours.load_state_dict(torch.load(tmp_path / "torch.pt", weights_only=True))
     group = opt_ours.param_groups[0]
     assert group["lr"] == 1e-2 and group["weight_decay"] == WD
-    assert group["decoupled"] is decoupled and group["decay_scale"] == "lr"
+    assert group["decoupled_weight_decay"] is decoupled and group["decay_scale"] == "lr"
     assert group["initial_lr"] == 1e-2
     train(ours, opt_ours, 10, start=10)
     train(source, opt_src, 10, start=10)
@@ -517,7 +522,8 @@ def test_torch_state_dict_loads_into_optreg_and_continues_like_torch(decoupled, 
 def test_optreg_state_dict_loads_into_torch_and_continues_like_optreg(decoupled):
     torch_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     source, _ = twins("mlp", torch.float32)
-    opt_src = Adam(source.parameters(), lr=1e-2, weight_decay=WD, decay="all", decoupled=decoupled)
+    opt_src = Adam(source.parameters(), lr=1e-2, weight_decay=WD, decay="all",
+                   decoupled_weight_decay=decoupled)
     train(source, opt_src, 10)
     theirs = copy.deepcopy(source)
     opt_theirs = torch_cls(theirs.parameters())
@@ -611,7 +617,8 @@ def test_gradients_are_never_modified(maximize, decoupled, foreach):
     grads = [torch.randn(3, 2), torch.randn(2)]
     for p, g in zip(params, grads, strict=True):
         p.grad = g.clone()
-    opt = Adam(params, weight_decay=0.3, decay="all", decoupled=decoupled, maximize=maximize,
+    opt = Adam(params, weight_decay=0.3, decay="all", decoupled_weight_decay=decoupled,
+               maximize=maximize,
                foreach=foreach)  # fmt: skip
     opt.step()
     opt.step()
@@ -649,8 +656,9 @@ def test_step_and_state_dict_hooks_fire():
 def test_repr_lists_every_group_option():
     text = repr(AdamW([torch.zeros(2, 2, requires_grad=True)], lr=0.01))
     assert text.startswith("AdamW (")
-    for fragment in ("lr: 0.01", "weight_decay: 0.01", "decoupled: True", "decay: weights",
-                     "decay_scale: lr", "initial_lr: 0.01", "betas: (0.9, 0.999)"):  # fmt: skip
+    for fragment in ("lr: 0.01", "weight_decay: 0.01", "decoupled_weight_decay: True",
+                     "decay: weights", "decay_scale: lr", "initial_lr: 0.01",
+                     "betas: (0.9, 0.999)"):
         assert fragment in text
 
 
@@ -741,20 +749,20 @@ def test_mixed_dtypes_or_devices_in_one_group_raise_but_separate_groups_work():
 
 def test_foreach_none_picks_foreach_for_small_cpu_sets_and_single_for_large(monkeypatch):
     small = [torch.zeros(10, 10), torch.zeros(10)]
-    assert _default_foreach(small) is True
-    assert _default_foreach([torch.zeros(optim_module._FOREACH_MAX_NUMEL_CPU + 1)]) is False
-    assert _default_foreach([torch.zeros(2, device="meta")]) is False
-    assert _default_foreach([]) is False
+    assert default_foreach(small) is True
+    assert default_foreach([torch.zeros(common.FOREACH_MAX_NUMEL_CPU + 1)]) is False
+    assert default_foreach([torch.zeros(2, device="meta")]) is False
+    assert default_foreach([]) is False
 
     called = []
     for name in ("_single_tensor_adam", "_multi_tensor_adam"):
-        real = getattr(optim_module, name)
+        real = getattr(adam_module, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
             called.append(_name)
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(optim_module, name, spy)
+        monkeypatch.setattr(adam_module, name, spy)
     p = torch.zeros(3, 3, requires_grad=True)
     p.grad = torch.ones(3, 3)
     Adam([p]).step()
@@ -781,7 +789,8 @@ def test_adamw_defaults_match_torch_adamw():
     ours, theirs = AdamW([p]).defaults, torch.optim.AdamW([p]).defaults
     for key in ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach"):
         assert ours[key] == theirs[key], key
-    assert ours["decoupled"] is True and Adam([p]).defaults["decoupled"] is False
+    assert ours["decoupled_weight_decay"] is True
+    assert Adam([p]).defaults["decoupled_weight_decay"] is False
 
 
 def test_adamw_keeps_decoupled_when_loading_a_coupled_state_dict():
@@ -789,7 +798,7 @@ def test_adamw_keeps_decoupled_when_loading_a_coupled_state_dict():
     coupled = Adam([p], weight_decay=0.1).state_dict()
     opt = AdamW([p])
     opt.load_state_dict(coupled)
-    assert opt.param_groups[0]["decoupled"] is True
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True
 
 
 # ----------------------------------------------------------------------------- validation
@@ -806,8 +815,8 @@ BAD_ARGUMENTS = [
     ({"weight_decay": -0.1}, "weight_decay"),
     ({"decay": "biases"}, "decay"),
     ({"decay_scale": "epoch"}, "decay_scale"),
-    ({"decay_scale": "schedule"}, "decay_scale"),  # needs decoupled=True
-    ({"decay_scale": "schedule", "decoupled": True, "lr": 0.0}, "lr"),
+    ({"decay_scale": "schedule"}, "decay_scale"),  # needs decoupled_weight_decay=True
+    ({"decay_scale": "schedule", "decoupled_weight_decay": True, "lr": 0.0}, "lr"),
 ]
 
 
@@ -816,9 +825,10 @@ def test_invalid_hyperparameter_raises_value_error_naming_it(kwargs, name):
     params = [torch.zeros(2, requires_grad=True)]
     with pytest.raises(ValueError, match=name):
         Adam(params, **kwargs)
-    group_kwargs = {k: v for k, v in kwargs.items() if k != "decoupled"}
+    group_kwargs = {k: v for k, v in kwargs.items() if k != "decoupled_weight_decay"}
     with pytest.raises(ValueError, match=name):  # the same check for a param group's own value
-        Adam([{"params": params, **group_kwargs}], decoupled=kwargs.get("decoupled", False))
+        Adam([{"params": params, **group_kwargs}],
+             decoupled_weight_decay=kwargs.get("decoupled_weight_decay", False))
 
 
 def test_adamw_rejects_negative_weight_decay():
@@ -830,30 +840,31 @@ BUCKET_SHAPES = [(7, 5), (40,), (3, 4, 5), (), (6, 6, 2, 2), (90, 3), (11,)]
 
 
 def test_cache_buckets_partition_the_params_in_order(monkeypatch):
-    monkeypatch.setattr(optim_module, "_FOREACH_BUCKET_NUMEL_CPU", 100)
+    monkeypatch.setattr(common, "FOREACH_BUCKET_NUMEL_CPU", 100)
     params = random_params(BUCKET_SHAPES, torch.float32, seed=0)  # 35, 40, 60, 1, 144, 270, 11
     # consecutive tensors while the sum stays ≤ 100; a larger tensor is a bucket of its own
-    assert optim_module._cache_buckets(params) == [[0, 1], [2, 3], [4], [5], [6]]
-    monkeypatch.setattr(optim_module, "_FOREACH_BUCKET_NUMEL_CPU", 1 << 16)
-    assert optim_module._cache_buckets(params) == [list(range(7))]
+    assert common.cache_buckets(params) == [[0, 1], [2, 3], [4], [5], [6]]
+    monkeypatch.setattr(common, "FOREACH_BUCKET_NUMEL_CPU", 1 << 16)
+    assert common.cache_buckets(params) == [list(range(7))]
 
 
 @pytest.mark.parametrize("bucket", [1, 50, 1 << 16])
 @pytest.mark.parametrize(
     "options",
-    [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled": True},
+    [{}, {"weight_decay": 0.1}, {"weight_decay": 0.1, "decoupled_weight_decay": True},
      {"amsgrad": True, "maximize": True, "weight_decay": 0.05}],
     ids=["adam", "l2", "adamw", "amsgrad-maximize-l2"],
 )
 def test_bucketed_foreach_kernel_is_bitwise_torch_foreach(monkeypatch, bucket, options):
     """The foreach kernel runs over cache-sized buckets of tensors on the CPU: same bits."""
-    monkeypatch.setattr(optim_module, "_FOREACH_BUCKET_NUMEL_CPU", bucket)
+    monkeypatch.setattr(common, "FOREACH_BUCKET_NUMEL_CPU", bucket)
     ours = random_params(BUCKET_SHAPES, torch.float32, seed=5)
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     options = dict(options)
-    decoupled = options.pop("decoupled", False)
+    decoupled = options.pop("decoupled_weight_decay", False)
     wd = options.pop("weight_decay", 0.0)
-    opt_ours = Adam(ours, weight_decay=wd, decoupled=decoupled, decay="all", foreach=True,
+    opt_ours = Adam(ours, weight_decay=wd, decoupled_weight_decay=decoupled, decay="all",
+                    foreach=True,
                     **options)
     torch_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     opt_theirs = torch_cls(theirs, weight_decay=wd, foreach=True, **options)
@@ -863,3 +874,104 @@ def test_bucketed_foreach_kernel_is_bitwise_torch_foreach(monkeypatch, bucket, o
         assert torch.equal(a, b)
         for key, value in opt_theirs.state[b].items():
             assert torch.equal(opt_ours.state[a][key], value), key
+
+
+# ----------------------------------------------------------------------------- torch's signature
+
+
+def _torch_signature_matches(ours: type, theirs: type) -> None:
+    """Every parameter of torch's class exists in ours with the same kind, position and default;
+    ours may only add keyword-only parameters after torch's."""
+    mine = list(inspect.signature(ours).parameters.values())
+    torch_params = list(inspect.signature(theirs).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in mine[: len(torch_params)]] == [
+        (p.name, p.kind, p.default) for p in torch_params
+    ]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in mine[len(torch_params):])
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [(Adam, torch.optim.Adam),
+                                              (AdamW, torch.optim.AdamW)])
+def test_signature_is_torchs(ours, theirs):
+    _torch_signature_matches(ours, theirs)
+
+
+def test_sixth_positional_argument_is_amsgrad_as_in_torch():
+    p = torch.zeros(2, requires_grad=True)
+    opt = Adam([p], 1e-3, (0.9, 0.999), 1e-8, 0, True)
+    assert opt.defaults["amsgrad"] is True
+    assert opt.defaults["decoupled_weight_decay"] is False
+
+
+def test_decoupled_is_an_alias_of_decoupled_weight_decay():
+    p = torch.zeros(2, requires_grad=True)
+    assert Adam([p], decoupled=True).defaults["decoupled_weight_decay"] is True
+    with pytest.raises(ValueError, match="alias"):
+        Adam([p], decoupled=False, decoupled_weight_decay=True)
+
+
+def test_optreg_0_1_state_dict_with_decoupled_key_loads():
+    p = torch.zeros(2, requires_grad=True)
+    state = AdamW([p], weight_decay=0.1).state_dict()
+    group = state["param_groups"][0]
+    group["decoupled"] = group.pop("decoupled_weight_decay")  # as optreg 0.1 saved it
+    opt = Adam([p])
+    opt.load_state_dict(state)
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True
+    assert "decoupled" not in opt.param_groups[0]
+
+
+@pytest.mark.parametrize(("kwargs", "torch_text"), [
+    ({"lr": -1.0}, "Invalid learning rate: -1.0"),
+    ({"eps": -1.0}, "Invalid epsilon value: -1.0"),
+    ({"betas": (1.0, 0.999)}, "Invalid beta parameter at index 0: 1.0"),
+    ({"betas": (0.9, -0.5)}, "Invalid beta parameter at index 1: -0.5"),
+    ({"weight_decay": -0.5}, "Invalid weight_decay value: -0.5"),
+    ({"lr": torch.tensor([1e-3, 1e-3])}, "Tensor lr must be 1-element"),
+])
+def test_errors_contain_torchs_own_text(kwargs, torch_text):
+    p = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(ValueError, match=re.escape(torch_text)):
+        torch.optim.Adam(p, **kwargs)
+    with pytest.raises(ValueError, match=re.escape(torch_text)):
+        Adam(p, **kwargs)
+
+
+@pytest.mark.parametrize("value", ["0.1", None, [1e-3]])
+def test_non_number_lr_is_a_type_error_naming_lr(value):
+    with pytest.raises(TypeError, match="lr must be a number"):
+        Adam([torch.zeros(2, requires_grad=True)], lr=value)
+
+
+@pytest.mark.parametrize("flag", ["capturable", "differentiable", "fused"])
+def test_torch_only_flags_bind_but_true_is_refused(flag):
+    p = [torch.zeros(2, requires_grad=True)]
+    Adam(p, **{flag: False})
+    with pytest.raises(ValueError, match=f"{flag}=True"):
+        Adam(p, **{flag: True})
+
+
+# ----------------------------------------------------------------------------- no bias correction
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_without_bias_correction_follows_the_uncorrected_equations(foreach):
+    """m̂ = m, v̂ = v: θ ← θ − γ·m/(√v + ε), checked in float64 against the equations."""
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(4, 3, dtype=torch.float64, generator=g)
+    p = theta.clone().requires_grad_()
+    opt = Adam([p], lr=1e-2, bias_correction=False, foreach=foreach)
+    m = torch.zeros_like(theta)
+    v = torch.zeros_like(theta)
+    for _ in range(5):
+        grad = torch.randn(4, 3, dtype=torch.float64, generator=g)
+        p.grad = grad.clone()
+        opt.step()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        theta = theta - 1e-2 * m / (v.sqrt() + 1e-8)
+        torch.testing.assert_close(p.detach(), theta, rtol=1e-13, atol=1e-15)
+    first = Adam([q := torch.zeros(1, requires_grad=True)], lr=1.0, bias_correction=False)
+    q.grad = torch.ones(1)
+    first.step()  # (1 − β₁)/√(1 − β₂) = 0.1/√0.001 ≈ 3.16: the first step is 3.16·γ
+    assert q.item() == pytest.approx(-0.1 / 0.001**0.5, rel=1e-6)

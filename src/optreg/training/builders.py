@@ -49,7 +49,7 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
             betas=config.betas,
             eps=config.eps,
             weight_decay=wd,
-            decoupled=config.decay_mode in ("decoupled", "paper"),
+            decoupled_weight_decay=config.decay_mode in ("decoupled", "paper"),
             amsgrad=config.amsgrad,
             decay=config.decay,
             decay_scale="schedule" if config.decay_mode == "paper" else "lr",

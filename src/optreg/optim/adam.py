@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from optreg.optim import _common as common
 from optreg.regularization import DecayScope, check_decay_scope, is_decayed
 
 __all__ = ["Adam", "AdamW", "adam"]
@@ -23,21 +24,7 @@ __all__ = ["Adam", "AdamW", "adam"]
 DecayScale = Literal["lr", "schedule"]
 DECAY_SCALES: tuple[str, ...] = ("lr", "schedule")
 
-# Largest total number of elements in one call for which ``foreach=None`` picks the multi-tensor
-# kernel on CPU. On CPU a ``_foreach_`` op is a C++ loop over the tensors: it saves the Python
-# overhead per tensor and op that dominates small models. Measured with
-# benchmarks/optimizer_step.py (1 thread; see benchmarks/README.md), optreg foreach / single:
-# 0.79-0.82 at LeNet-5 (62k elements, 10 tensors) and, with 150 tensors, 0.92 at 1M, 0.94-1.02
-# at 2M, 1.04-1.09 at 4M and 1.05 at 25M (bucketed kernel): the crossover lies near 2M elements.
-_FOREACH_MAX_NUMEL_CPU = 2_000_000
-
-# Largest bucket (elements) the foreach kernel works on at once on CPU: small enough that a
-# bucket's parameters, gradients and both moments (4 × 4 bytes per element) stay in L2 cache.
-_FOREACH_BUCKET_NUMEL_CPU = 1 << 16
-
-# Devices whose native foreach kernels fuse the list into few launches; there foreach always wins
-# (PyTorch's own default, ``torch.optim.optimizer._default_to_fused_or_foreach``).
-_FOREACH_DEVICES = ("cuda", "xpu")
+Params = Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]]
 
 
 class Adam(torch.optim.Optimizer):
@@ -63,10 +50,12 @@ class Adam(torch.optim.Optimizer):
 
         AMSGrad              v_t^max = max(v_{t-1}^max, v_t) replaces v_t in v̂_t
 
-    Adam + L2 is ``decoupled=False`` (= ``torch.optim.Adam(weight_decay=λ)``); AdamW (PyTorch) is
-    ``decoupled=True, decay_scale="lr"`` (= ``torch.optim.AdamW``); AdamW (paper) is
-    ``decoupled=True, decay_scale="schedule"``. As computed (PyTorch's order; each kernel line is
-    tagged with its equation)::
+        no bias correction   m̂_t = m_t, v̂_t = v_t      (``bias_correction=False``; an ablation)
+
+    Adam + L2 is ``decoupled_weight_decay=False`` (= ``torch.optim.Adam(weight_decay=λ)``); AdamW
+    (PyTorch) is ``decoupled_weight_decay=True, decay_scale="lr"`` (= ``torch.optim.AdamW``);
+    AdamW (paper) is ``decoupled_weight_decay=True, decay_scale="schedule"``. As computed
+    (PyTorch's order; each kernel line is tagged with its equation)::
 
         t ← t + 1
         θ ← θ·(1 − γ_t·λ)  or  θ·(1 − η_t·λ)                decoupled decay, before the moments
@@ -78,6 +67,11 @@ class Adam(torch.optim.Optimizer):
 
     * **ε after bias correction.** The denominator is √v_t/√(1 − β₂ᵗ) + ε, i.e. ε is added to
       √v̂_t (as in PyTorch and the Adam paper's Algorithm 1), not to √v_t.
+    * **Bias correction.** m_0 = v_0 = 0 bias both averages toward 0 early on: after one step
+      m_1 = (1 − β₁)·g_1 and v_1 = (1 − β₂)·g_1². Dividing by 1 − βᵗ undoes that, so the first
+      step has size ≈ γ whatever the scale of g. Without it (``bias_correction=False``) the first
+      update is γ·(1 − β₁)/√(1 − β₂)·sign(g) ≈ 3.16·γ with the default betas, and the ratio
+      approaches 1 only after a few thousand steps (√v lags m).
     * **Decay × lr (PyTorch) or × schedule multiplier (paper).** PyTorch's AdamW shrinks θ by
       γ_t·λ, so the decay per step depends on the base learning rate. The paper writes
       θ_t = θ_{t-1} − η_t·(α·m̂_t/(√v̂_t + ε) + λ·θ_{t-1}) with α the base learning rate and η_t
@@ -96,19 +90,24 @@ class Adam(torch.optim.Optimizer):
       (weight matrices, conv kernels; not biases), via ``optreg.regularization.is_decayed``;
       ``decay="all"`` decays every tensor, as PyTorch does. A param group may set its own
       ``weight_decay`` (e.g. 0 for a bias group) or ``decay``.
-    * **State** uses PyTorch's keys (``step``, a scalar float32 tensor on the CPU, or float64
-      when that is the default dtype; ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``), so state
-      dicts move between ``optreg.Adam`` and ``torch.optim.Adam``; state dicts whose ``step`` is a
-      plain number (old PyTorch) load too.
+    * **Signature and state** are PyTorch's: the positional order (params, lr, betas, eps,
+      weight_decay, amsgrad), the keyword-only flags, the param-group keys and the state keys
+      (``step``, a scalar float32 tensor on the CPU, or float64 when that is the default dtype;
+      ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``), so code and state dicts move between
+      ``optreg.Adam`` and ``torch.optim.Adam``. State dicts whose ``step`` is a plain number (old
+      PyTorch), and those of optreg 0.1 (group key ``decoupled``), load too. optreg's own options
+      (``decay``, ``decay_scale``, ``bias_correction``) are keyword-only, after torch's.
+      ``capturable``, ``differentiable`` and ``fused`` exist so that calls bind as in torch; True
+      is refused (``ValueError``): optreg implements the two eager kernels only.
     * **Kernels.** ``foreach=False``: one tensor at a time; bit-identical to
       ``torch.optim.Adam(foreach=False)``. ``foreach=True``: the same lines with
       ``torch._foreach_*``; bit-identical to ``foreach=True`` in PyTorch and, on CPU, to the
       single-tensor kernel. On CPU it runs over cache-sized buckets of consecutive tensors (≤ 64k
       elements each), so the data of a bucket stays in cache across the kernel's operations.
-      ``foreach=None``: foreach on CUDA/XPU; on CPU foreach for small
-      parameter sets (≤ 2M elements, where it saves Python overhead) and single-tensor above (see
-      :func:`_default_foreach`). A tensor ``lr`` is read as a Python float by the foreach kernel,
-      so there it agrees with the single-tensor kernel to rounding, not bitwise.
+      ``foreach=None``: foreach on CUDA/XPU; on CPU foreach for small parameter sets (≤ 2M
+      elements, where it saves Python overhead) and single-tensor above
+      (:func:`optreg.optim._common.default_foreach`). A tensor ``lr`` is read as a Python float by
+      the foreach kernel, so there it agrees with the single-tensor kernel to rounding, not bitwise.
     * **Param groups must be homogeneous**: all tensors of one group on one device with one dtype
       (``ValueError`` otherwise; put them in separate groups). PyTorch instead buckets each group by
       device and dtype in its foreach kernel. Complex parameters are not supported.
@@ -119,14 +118,18 @@ class Adam(torch.optim.Optimizer):
         betas: (β₁, β₂), decay rates of the first and second moment (default (0.9, 0.999)).
         eps: ε, added to the bias-corrected √v̂ (default 1e-8).
         weight_decay: λ, the raw coefficient of coupled L2 or decoupled decay (default 0).
-        decoupled: False: L2 added to the gradient (Adam + L2); True: decoupled decay (AdamW).
         amsgrad: use AMSGrad's running maximum of v (default False).
-        maximize: maximize the objective instead of minimizing it (default False).
         foreach: True: multi-tensor kernel; False: single-tensor kernel; None: choose by device
             and size (see above).
+        maximize: maximize the objective instead of minimizing it (default False).
+        capturable, differentiable, fused: torch's flags; only their defaults are accepted.
+        decoupled_weight_decay: False: L2 added to the gradient (Adam + L2); True: decoupled
+            decay (AdamW), as in torch.
         decay: ``"weights"`` (only tensors with ``ndim > 1``) or ``"all"`` tensors decay.
         decay_scale: ``"lr"`` (decay × γ_t, PyTorch) or ``"schedule"`` (decay × η_t = γ_t/γ_0,
-            the paper); ``"schedule"`` requires ``decoupled=True``.
+            the paper); ``"schedule"`` requires decoupled decay.
+        bias_correction: divide the moments by 1 − βᵗ (default True; False is the ablation).
+        decoupled: optreg 0.1's name of ``decoupled_weight_decay`` (an alias).
 
     References:
         * Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
@@ -139,32 +142,48 @@ class Adam(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
+        params: Params,
         lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        decoupled: bool = False,
+        weight_decay: float = 0,
         amsgrad: bool = False,
-        maximize: bool = False,
-        foreach: bool | None = None,
         *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
         decay: DecayScope = "weights",
         decay_scale: DecayScale = "lr",
+        bias_correction: bool = True,
+        decoupled: bool | None = None,
     ) -> None:
-        betas = _float_pair(betas)
-        _check_hyperparameters(lr, betas, eps, weight_decay, decoupled, decay, decay_scale)
+        common.reject_unsupported(type(self).__name__, capturable=capturable,
+                                  differentiable=differentiable, fused=fused)
+        if decoupled is not None:
+            if decoupled_weight_decay and not decoupled:
+                raise ValueError("decoupled is an alias of decoupled_weight_decay; give one")
+            decoupled_weight_decay = decoupled
+        betas = common.float_pair(betas)
+        _check_hyperparameters(lr, betas, eps, weight_decay, decoupled_weight_decay, decay,
+                               decay_scale)
         defaults = {
             "lr": lr,
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
-            "decoupled": decoupled,
             "amsgrad": amsgrad,
             "maximize": maximize,
             "foreach": foreach,
+            "capturable": False,
+            "differentiable": False,
+            "fused": None,
+            "decoupled_weight_decay": decoupled_weight_decay,
             "decay": decay,
             "decay_scale": decay_scale,
+            "bias_correction": bias_correction,
         }
         super().__init__(params, defaults)
 
@@ -176,45 +195,45 @@ class Adam(torch.optim.Optimizer):
         """
         options = {**self.defaults, **param_group}
         if "betas" in param_group:
-            param_group["betas"] = options["betas"] = _float_pair(param_group["betas"])
+            param_group["betas"] = options["betas"] = common.float_pair(param_group["betas"])
         _check_hyperparameters(
             options["lr"],
             options["betas"],
             options["eps"],
             options["weight_decay"],
-            options["decoupled"],
+            options["decoupled_weight_decay"],
             options["decay"],
             options["decay_scale"],
         )
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
-            _check_homogeneous(group["params"])
+            common.check_homogeneous(group["params"])
         except ValueError:
             self.param_groups.pop()
             raise
-        group.setdefault("initial_lr", _copy_lr(group["lr"]))
+        group.setdefault("initial_lr", common.copy_lr(group["lr"]))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Called by load_state_dict, copy.deepcopy and unpickling. Fills the keys that a state dict
-        # from torch.optim.Adam (or an older optreg) lacks, and turns a plain-number ``step`` (old
+        # from torch.optim.Adam (or optreg 0.1) lacks, and turns a plain-number ``step`` (old
         # PyTorch state dicts) into the scalar tensor that the kernels increment in place.
         super().__setstate__(state)
+        defaults = self.defaults
         for group in self.param_groups:
-            group.setdefault("amsgrad", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault(
-                "decoupled",
-                group.get("decoupled_weight_decay", self.defaults.get("decoupled", False)),
-            )
-            group.setdefault("decay", self.defaults.get("decay", "weights"))
-            group.setdefault("decay_scale", self.defaults.get("decay_scale", "lr"))
-            group.setdefault("initial_lr", _copy_lr(group["lr"]))
-            for p in group["params"]:
-                p_state = self.state.get(p)
-                if p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_step_dtype())
+            legacy = group.pop("decoupled", None)  # optreg 0.1's name of the flag
+            group.setdefault("decoupled_weight_decay",
+                             defaults.get("decoupled_weight_decay", False) if legacy is None
+                             else legacy)
+            for key, value in (("amsgrad", False), ("maximize", False), ("foreach", None),
+                               ("capturable", False), ("differentiable", False),
+                               ("fused", None)):
+                group.setdefault(key, value)
+            for key, value in (("decay", "weights"), ("decay_scale", "lr"),
+                               ("bias_correction", True)):
+                group.setdefault(key, defaults.get(key, value))
+            group.setdefault("initial_lr", common.copy_lr(group["lr"]))
+            common.tensor_steps(self.state, group["params"])
 
     def _init_group(
         self,
@@ -234,14 +253,10 @@ class Adam(torch.optim.Optimizer):
             grad = p.grad
             if grad is None:
                 continue
-            if grad.is_sparse:
-                raise RuntimeError(
-                    "optreg.optim.Adam does not support sparse gradients; "
-                    "use torch.optim.SparseAdam for sparse gradients"
-                )
+            common.check_dense(grad, "Adam")
             state = self.state[p]
             if len(state) == 0:  # lazy initialization: t = 0, m_0 = v_0 = 0
-                state["step"] = torch.tensor(0.0, dtype=_step_dtype())
+                state["step"] = common.new_step()
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if amsgrad:
@@ -307,32 +322,38 @@ class Adam(torch.optim.Optimizer):
                 decay_multiplier=decay_multiplier,
                 eps=group["eps"],
                 maximize=group["maximize"],
-                decoupled=group["decoupled"],
+                decoupled=group["decoupled_weight_decay"],
+                bias_correction=group["bias_correction"],
             )
         return loss
 
 
 class AdamW(Adam):
-    r"""AdamW: :class:`Adam` with ``decoupled=True`` and ``weight_decay=1e-2`` by default.
+    r"""AdamW: :class:`Adam` with decoupled weight decay and ``weight_decay=1e-2`` by default.
 
-    The same arguments and defaults as ``torch.optim.AdamW`` (plus ``decay`` and ``decay_scale``);
-    see :class:`Adam` for the update, the two forms of the decay and the conventions. As in
-    PyTorch, a state dict loaded into an AdamW always keeps ``decoupled=True``.
+    The same signature and defaults as ``torch.optim.AdamW`` (plus optreg's keyword-only
+    ``decay``, ``decay_scale`` and ``bias_correction``); see :class:`Adam` for the update, the
+    two forms of the decay and the conventions. As in PyTorch, a state dict loaded into an AdamW
+    always keeps ``decoupled_weight_decay=True``.
     """
 
     def __init__(
         self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]],
+        params: Params,
         lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
         maximize: bool = False,
         foreach: bool | None = None,
-        *,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decay: DecayScope = "weights",
         decay_scale: DecayScale = "lr",
+        bias_correction: bool = True,
     ) -> None:
         super().__init__(
             params,
@@ -340,18 +361,22 @@ class AdamW(Adam):
             betas,
             eps,
             weight_decay,
-            decoupled=True,
-            amsgrad=amsgrad,
-            maximize=maximize,
+            amsgrad,
             foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
             decay=decay,
             decay_scale=decay_scale,
+            bias_correction=bias_correction,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
-            group["decoupled"] = True
+            group["decoupled_weight_decay"] = True
 
 
 def adam(
@@ -373,6 +398,7 @@ def adam(
     eps: float,
     maximize: bool,
     decoupled: bool,
+    bias_correction: bool = True,
 ) -> None:
     r"""Functional Adam / Adam + L2 / AdamW: update ``params`` and the state lists in place.
 
@@ -380,70 +406,20 @@ def adam(
     ``state_steps`` holds scalar tensors, incremented here. ``decayed[i]`` says whether tensor i
     decays (None: all do). ``decay_multiplier`` multiplies λ in decoupled decay: ``lr`` if None
     (PyTorch's AdamW), γ_t/γ_0 for the paper's form. ``foreach=None`` chooses the kernel with
-    :func:`_default_foreach`. Tensors must share one device and dtype.
+    :func:`optreg.optim._common.default_foreach`. Tensors must share one device and dtype.
     """
     if foreach is None:
-        foreach = _default_foreach(params)
+        foreach = common.default_foreach(params)
     if decayed is None:
         decayed = [True] * len(params)
     if decay_multiplier is None:
         decay_multiplier = lr
     lists = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed)
-    buckets = _cache_buckets(params) if foreach else []
-    if len(buckets) <= 1:  # single-tensor kernel, or everything fits one bucket (LeNet-5, GPUs)
-        calls = [lists]
-    else:  # the same kernel over cache-sized buckets of tensors (see _cache_buckets)
-        calls = [tuple([lst[i] for i in bucket] if lst else lst for lst in lists)
-                 for bucket in buckets]
     kernel = _multi_tensor_adam if foreach else _single_tensor_adam
-    for call in calls:
+    for call in common.bucketed(lists, params, foreach):
         kernel(*call, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
                weight_decay=weight_decay, decay_multiplier=decay_multiplier, eps=eps,
-               maximize=maximize, decoupled=decoupled)
-
-
-def _cache_buckets(params: list[Tensor]) -> list[list[int]]:
-    """Indices of ``params`` in consecutive buckets of at most ``_FOREACH_BUCKET_NUMEL_CPU``
-    elements (a larger tensor is a bucket of its own); one bucket off the CPU.
-
-    Each ``_foreach_`` op sweeps its whole list before the next op starts, so over a large
-    parameter set every op streams all of it through memory again. On a CPU, running the kernel
-    bucket by bucket keeps a bucket's parameters, gradients and moments in cache across the
-    kernel's ops. The arithmetic per element is unchanged, so results are bitwise the same.
-    """
-    if not params or params[0].device.type != "cpu":
-        return [list(range(len(params)))]
-    buckets: list[list[int]] = [[]]
-    numel = 0
-    for i, p in enumerate(params):
-        if buckets[-1] and numel + p.numel() > _FOREACH_BUCKET_NUMEL_CPU:
-            buckets.append([])
-            numel = 0
-        buckets[-1].append(i)
-        numel += p.numel()
-    return buckets
-
-
-def _default_foreach(params: list[Tensor]) -> bool:
-    """The kernel that ``foreach=None`` picks: True for the multi-tensor (foreach) kernel.
-
-    * CUDA/XPU: True (fused multi-tensor launches; PyTorch's default too).
-    * CPU: True when the call updates at most ``_FOREACH_MAX_NUMEL_CPU`` (2M) elements in total.
-      CPU foreach ops loop over the tensors in C++, which saves the per-tensor Python overhead that
-      dominates small models (LeNet-5: 62k elements in 10 tensors), but each op then sweeps the
-      whole parameter set, so for large sets the single-tensor kernel, which runs every op on one
-      tensor while it is in cache, is faster (25M elements: foreach is slower). Threshold
-      measured with ``benchmarks/optimizer_step.py``.
-    * Other devices (MPS, meta, ...): False.
-    """
-    if not params:
-        return False
-    device_type = params[0].device.type
-    if device_type in _FOREACH_DEVICES:
-        return True
-    if device_type != "cpu":
-        return False
-    return sum(p.numel() for p in params) <= _FOREACH_MAX_NUMEL_CPU
+               maximize=maximize, decoupled=decoupled, bias_correction=bias_correction)
 
 
 def _single_tensor_adam(
@@ -464,6 +440,7 @@ def _single_tensor_adam(
     eps: float,
     maximize: bool,
     decoupled: bool,
+    bias_correction: bool,
 ) -> None:
     """Reference kernel: one tensor at a time, PyTorch's order of operations."""
     if isinstance(lr, Tensor):  # a one-element tensor lr stays a (0-dim) tensor, as in PyTorch
@@ -491,18 +468,22 @@ def _single_tensor_adam(
         exp_avg.lerp_(grad, 1 - beta1)  # m_t = β₁m + (1 − β₁)g_t
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)  # v_t = β₂v + (1 − β₂)g_t²
 
-        step = step_t.item()
-        bias_correction1 = 1 - beta1**step  # 1 − β₁ᵗ
-        bias_correction2 = 1 - beta2**step  # 1 − β₂ᵗ
-        step_size = lr / bias_correction1  # γ/(1 − β₁ᵗ)
-        bias_correction2_sqrt = bias_correction2**0.5  # √(1 − β₂ᵗ)
+        if bias_correction:
+            step = step_t.item()
+            bias_correction1 = 1 - beta1**step  # 1 − β₁ᵗ
+            bias_correction2_sqrt = (1 - beta2**step) ** 0.5  # √(1 − β₂ᵗ)
+            step_size = lr / bias_correction1  # γ/(1 − β₁ᵗ)
+        else:
+            step_size = lr  # m̂ = m, v̂ = v
 
         if amsgrad:
             torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i])  # v^max_t
             denom = max_exp_avg_sqs[i].sqrt()  # √v^max_t
         else:
             denom = exp_avg_sq.sqrt()  # √v_t
-        denom.div_(bias_correction2_sqrt).add_(eps)  # √v_t/√(1 − β₂ᵗ) + ε
+        if bias_correction:
+            denom.div_(bias_correction2_sqrt)  # √v_t/√(1 − β₂ᵗ) ...
+        denom.add_(eps)  # ... + ε
 
         param.addcdiv_(exp_avg, denom, value=-step_size)  # θ_t = θ − γ/(1 − β₁ᵗ)·m_t/denom
 
@@ -525,6 +506,7 @@ def _multi_tensor_adam(
     eps: float,
     maximize: bool,
     decoupled: bool,
+    bias_correction: bool,
 ) -> None:
     """Foreach kernel: the single-tensor kernel's lines, each over the whole list."""
     if not params:
@@ -565,18 +547,18 @@ def _multi_tensor_adam(
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)  # ... + (1 − β₂)g_t²
     del grads  # free the copies made for maximize / L2 before allocating the denominators
 
-    steps = [s.item() for s in state_steps]
-    bias_correction1 = [1 - beta1**step for step in steps]  # 1 − β₁ᵗ
-    bias_correction2 = [1 - beta2**step for step in steps]  # 1 − β₂ᵗ
-    step_size = [-(lr / bc) for bc in bias_correction1]  # −γ/(1 − β₁ᵗ)
-    bias_correction2_sqrt = [bc**0.5 for bc in bias_correction2]  # √(1 − β₂ᵗ)
-
     if amsgrad:
         torch._foreach_maximum_(max_exp_avg_sqs, exp_avg_sqs)  # v^max_t
         denom = torch._foreach_sqrt(max_exp_avg_sqs)  # √v^max_t
     else:
         denom = torch._foreach_sqrt(exp_avg_sqs)  # √v_t
-    torch._foreach_div_(denom, bias_correction2_sqrt)  # √v_t/√(1 − β₂ᵗ) ...
+    if bias_correction:
+        steps = [s.item() for s in state_steps]
+        step_size = [-(lr / (1 - beta1**step)) for step in steps]  # −γ/(1 − β₁ᵗ)
+        bias_correction2_sqrt = [(1 - beta2**step) ** 0.5 for step in steps]  # √(1 − β₂ᵗ)
+        torch._foreach_div_(denom, bias_correction2_sqrt)  # √v_t/√(1 − β₂ᵗ) ...
+    else:
+        step_size = [-lr] * len(params)  # m̂ = m, v̂ = v
     torch._foreach_add_(denom, eps)  # ... + ε
 
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)  # θ_t = θ − γ/(1 − β₁ᵗ)·m_t/denom
@@ -591,22 +573,13 @@ def _check_hyperparameters(
     decay: str,
     decay_scale: str,
 ) -> None:
-    """Raise ``ValueError`` naming the first invalid hyperparameter."""
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise ValueError(f"lr: a tensor lr must have exactly one element, got {lr.numel()}")
-        lr_value = lr.item()
-    else:
-        lr_value = lr
-    if not lr_value >= 0.0:
-        raise ValueError(f"lr must be >= 0, got {lr}")
+    """Raise ``ValueError`` (``TypeError`` for a non-number) naming the first invalid one."""
+    lr_value = common.check_lr(lr)
     for i, beta in enumerate(betas):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"betas[{i}] must be in [0, 1), got {beta}")
-    if not eps >= 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    if not weight_decay >= 0.0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        common.check_unit_interval(beta, f"betas[{i}]", f"Invalid beta parameter at index {i}: "
+                                                        f"{beta}")
+    common.check_eps(eps)
+    common.check_weight_decay(weight_decay)
     check_decay_scope(decay)
     if decay_scale not in DECAY_SCALES:
         raise ValueError(f"decay_scale must be one of {DECAY_SCALES}, got {decay_scale!r}")
@@ -614,39 +587,7 @@ def _check_hyperparameters(
         if not decoupled:
             raise ValueError(
                 "decay_scale='schedule' (decay × γ_t/γ_0, the paper's AdamW) requires "
-                "decoupled=True; coupled L2 has no schedule-scaled form"
+                "decoupled_weight_decay=True; coupled L2 has no schedule-scaled form"
             )
         if lr_value == 0.0:
             raise ValueError("lr must be > 0 with decay_scale='schedule' (η_t = lr / initial_lr)")
-
-
-def _float_pair(betas: Iterable[float]) -> tuple[float, float]:
-    """``betas`` as a tuple of two Python floats (plain data in the param groups)."""
-    pair = tuple(float(b) for b in betas)
-    if len(pair) != 2:
-        raise ValueError(f"betas must be a pair (β₁, β₂), got {len(pair)} values")
-    return pair  # type: ignore[return-value]
-
-
-def _check_homogeneous(params: list[Tensor]) -> None:
-    """Raise ``ValueError`` unless all of a group's tensors share device and dtype (real only)."""
-    first = params[0] if params else None
-    for p in params:
-        if p.is_complex():
-            raise ValueError(f"complex parameters are not supported, got one of dtype {p.dtype}")
-        if p.device != first.device or p.dtype != first.dtype:
-            raise ValueError(
-                "all parameters of one param group must share device and dtype, found "
-                f"{first.device}/{first.dtype} and {p.device}/{p.dtype}; "
-                "put them in separate param groups"
-            )
-
-
-def _copy_lr(lr: float | Tensor) -> float | Tensor:
-    """``lr`` as the group's ``initial_lr``: a copy if it is a tensor (as PyTorch's schedulers)."""
-    return lr.clone() if isinstance(lr, Tensor) else lr
-
-
-def _step_dtype() -> torch.dtype:
-    """dtype of ``state["step"]``: float32, or float64 when that is the default (as PyTorch)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32

@@ -22,8 +22,8 @@ import time
 
 import torch
 
+from optreg.atomic import write_json
 from optreg.data import iterate_batches, load_cifar10, normalize
-from optreg.results import write_json
 from optreg.runtime import execution, machine_info
 from optreg.studies.seed import SCENARIOS
 from optreg.training.builders import build_loss, build_model, build_optimizer

@@ -40,7 +40,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
@@ -341,7 +341,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

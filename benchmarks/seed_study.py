@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from optreg.results import write_json
+from optreg.atomic import write_json
 from optreg.runtime import machine_info
 
 

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from optreg import Adam, CrossEntropyLoss, LeNet5
+from optreg.atomic import write_json
 from optreg.data import Cifar10Split, load_cifar10, normalize
-from optreg.results import write_json
 from optreg.runtime import machine_info
 from optreg.training import train_epoch
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 import optreg
-import optreg.studies
 from optreg.cli import main
 from optreg.config import RunConfig
 
@@ -46,20 +45,18 @@ def assert_clean_usage_error(err: str, *fragments: str) -> None:
 # --- argparse: exit 2 with the usage line ------------------------------------------------------
 
 BAD_OPTIONS = [
-    (["train", "--epochs", "0"], "--epochs: must be >= 1, got 0"),
     (["train", "--epochs", "x"], "--epochs: expected a whole number, got 'x'"),
-    (["train", "--lr", "0"], "--lr: must be > 0"),
-    (["train", "--lr=-1e-3"], "--lr: must be a finite number >= 0"),
-    (["train", "--lr", "inf"], "--lr: must be a finite number >= 0"),
-    (["train", "--eps", "nan"], "--eps: must be a finite number >= 0"),
-    (["train", "--betas", "0.9"], "--betas: expected two numbers like 0.9,0.999"),
-    (["train", "--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
+    (["train", "--lr", "fast"], "--lr: expected a number, got 'fast'"),
+    (["train", "--betas", "0.9"], "--betas '0.9': expected two numbers like 0.9,0.999"),
+    (["train", "--optimizer", "lbfgs"], "--optimizer: invalid choice: 'lbfgs'"),
     (["train", "--decay-mode", "none", "--l2", "0.1"], "--decay-mode: invalid choice"),
     (["train", "--l2", "0.1", "--weight-decay", "0.1"], "not allowed with argument"),
     (["train", "--executor", "dask"], "--executor: invalid choice: 'dask'"),
-    (["study", "seed", "--workers", "0"], "--workers: must be >= 1, got 0"),
-    (["study", "seed", "--batch-size", "-3"], "--batch-size: must be >= 1, got -3"),
+    (["study", "seed", "--seeds", "0,1,0"], "--seeds '0,1,0': repeated value(s) 0"),
+    (["study", "seed", "--seeds", "18446744073709551616"], "outside [0, 18446744073709551615]"),
     (["study", "nine"], "invalid choice: 'nine'"),
+    (["sweep", "--lr", "1e-3"], "the following arguments are required: --weight-decay"),
+    (["sweep", "--lr", "1e-3:1e-2", "--weight-decay", "1"], "a log range is start:stop:n"),
     (["parity", "--steps", "many"], "--steps: expected a whole number"),
     (["report"], "the following arguments are required: out"),
     (["fly"], "invalid choice: 'fly'"),
@@ -80,18 +77,37 @@ def test_bad_options_exit_2_with_usage_and_no_traceback(
     assert_clean_usage_error(err, message)
 
 
-# --- errors main reports: exit 2, "optreg: error: ..." -----------------------------------------
+# --- errors of the library's checks: exit 2, "optreg: error: ...", before anything runs ---------
 
 BAD_VALUES = [
-    (["study", "seed", "--only", "adam,nadam"], "unknown scenario(s) nadam; choose from sgd, "),
-    (["study", "seed", "--seeds", "0,1,0"], "--seeds"),
-    (["train", "--momentum", "0.9"], "--momentum is an SGD option (Adam uses --betas)"),
-    (["train", "--decay-mode", "loss"], "--decay-mode needs --l2 or --weight-decay"),
-    (["train", "--l2", "0.1", "--decay-mode", "loss", "--loss", "torch"], "decay_mode='loss'"),
+    (["train", "--epochs", "0"], "--epochs 0: must be >= 1"),
+    (["train", "--lr", "0"], "--lr 0.0: must be a finite number > 0"),
+    (["train", "--lr=-1"], "--lr -1.0: must be a finite number > 0"),
+    (["train", "--lr", "inf"], "--lr inf: must be a finite number > 0"),
+    (["train", "--eps", "nan"], "--eps nan: must be a finite number >= 0"),
+    (["train", "--betas", "0.9,1"], "--betas (0.9, 1.0): each beta must lie in [0, 1)"),
+    (["train", "--momentum", "0.9"], "--momentum 0.9: is an SGD/RMSprop option"),
+    (["train", "--decay-mode", "loss"], "needs l2 or weight_decay"),
+    (["train", "--l2", "0.1", "--decay-mode", "loss", "--loss", "torch"], "--decay-mode loss:"),
     (["train", "--l2", "0.1", "--decay-mode", "paper", "--implementation", "torch"],
      "'paper' is offered by optreg's Adam only"),
-    (["train", "--name", "my run"], "name='my run'"),
-    (["train", "--seed", "-1"], "seed=-1: must be >= 0"),
+    (["train", "--name", "my run"], "--name 'my run': must be non-empty, without spaces"),
+    (["train", "--seed", "-1"], "--seed -1: must be in [0, 2**64 - 1]"),
+    (["train", "--seed", str(2**64)], "--seed 18446744073709551616: must be in"),
+    (["train", "--no-bias-correction", "--implementation", "torch"],
+     "--no-bias-correction: False is offered by optreg's Adam only"),
+    (["study", "seed", "--workers", "0"], "--workers 0: must be a whole number >= 1"),
+    (["study", "seed", "--batch-size", "-3"], "--batch-size -3: must be >= 1"),
+    (["study", "seed", "--only", "adam,nadam"], "unknown scenario(s) nadam; choose from sgd, "),
+    (["study", "seed", "--device", "meta"], "device 'meta' cannot train"),
+    (["study", "seed", "--device", "tpu"], "unknown device 'tpu'"),
+    (["study", "seed", "--ray-address", "127.0.0.1:1"], "ray_address is for the Ray executor"),
+    (["study", "seed", "--executor", "ray", "--ray-address", "foo:bar"],
+     "ray_address 'foo:bar': expected host:port"),
+    (["study", "seed", "--executor", "ray", "--ray-address", "h:99999"], "port 1-65535"),
+    (["study", "seed", "--executor", "ray", "--ray-address", "h:1", "--workers", "2"],
+     "workers sizes a local Ray instance"),
+    (["study", "seed", "--out", ""], "out: give a folder name"),
 ]
 
 
@@ -101,11 +117,14 @@ def test_bad_values_exit_2_before_anything_runs(
     argv: list[str], message: str, tmp_path: Path, capsys: Capture
 ) -> None:
     out = tmp_path / "out"
-    assert main([*argv, "--out", str(out), "--data-dir", str(tmp_path / "none")]) == 2
+    argv = [*argv, "--data-dir", str(tmp_path / "none")]
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("optreg: error: ")
     assert_clean_usage_error(err, message)
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "none").exists()
 
 
 def test_missing_data_says_how_to_point_at_data(
@@ -119,6 +138,16 @@ def test_missing_data_says_how_to_point_at_data(
     assert not out.exists()
     assert main(["train", "--out", str(out), "--data-dir", str(tmp_path / "elsewhere")]) == 2
     assert_clean_usage_error(capsys.readouterr().err, str(tmp_path / "elsewhere"))
+
+
+def test_data_too_small_for_a_run_exits_2_naming_the_run(
+    data_dir: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    argv = ["study", "seed", "--data-dir", str(data_dir), "--out", str(tmp_path / "out"),
+            "--train-size", "100000", "--epochs", "1", "--no-progress"]
+    assert main(argv) == 2
+    assert_clean_usage_error(capsys.readouterr().err, "train_size=100000", "sgd")
+    assert not (tmp_path / "out").exists()
 
 
 def test_data_dir_can_come_from_the_environment(
@@ -139,6 +168,17 @@ def test_ray_executor_without_ray_exits_2_with_the_install_hint(
     argv = train_args(data_dir, tmp_path / "out", "--executor", "ray")
     assert main(argv) == 2
     assert_clean_usage_error(capsys.readouterr().err, "pip install 'optreg[ray]'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_tensorboard_without_tensorboard_exits_2_before_training(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    argv = train_args(data_dir, tmp_path / "out", "--tensorboard", str(tmp_path / "tb"))
+    assert main(argv) == 2
+    assert_clean_usage_error(capsys.readouterr().err, "pip install 'optreg[tensorboard]'")
     assert not (tmp_path / "out").exists()
 
 
@@ -168,18 +208,23 @@ def test_train_without_options_is_the_exercise(
                                                   "batch_size": 64}),
         (["--weight-decay", "0.5", "--decay-mode", "decoupled", "--decay", "all"],
          {"weight_decay": 0.5, "decay_mode": "decoupled", "decay": "all"}),
-        (["--optimizer", "sgd"], {"optimizer": "sgd", "implementation": "torch", "lr": 0.1,
-                                  "momentum": 0.9}),
+        (["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"],
+         {"optimizer": "sgd", "implementation": "optreg", "lr": 0.1, "momentum": 0.9}),
         (["--implementation", "torch", "--loss", "torch", "--shuffle", "--schedule", "cosine",
           "--seed", "3", "--lr", "2e-3", "--betas", "0.8,0.99", "--amsgrad"],
          {"implementation": "torch", "loss": "torch", "shuffle": True, "schedule": "cosine",
           "seed": 3, "lr": 2e-3, "betas": [0.8, 0.99], "amsgrad": True}),
+        (["--valid-size", "64", "--augment", "--label-smoothing", "0.1", "--no-bias-correction",
+          "--trace-steps", "5"],
+         {"valid_size": 64, "augment": True, "label_smoothing": 0.1, "bias_correction": False,
+          "trace_steps": 5}),
     ],
-    ids=["l2-loss", "l2-batch-64", "weight-decay", "sgd", "torch-options"],
+    ids=["l2-loss", "l2-batch-64", "weight-decay", "sgd", "torch-options", "regularisers"],
 )
 def test_train_options_become_the_run_config(
     data_dir: Path, tmp_path: Path, options: list[str], expected: dict[str, Any]
 ) -> None:
+    """Only the flags given change the config: every other field keeps RunConfig's default."""
     out = tmp_path / "out"
     assert main(train_args(data_dir, out, "--train-size", "32", "--test-size", "32",
                            *options)) == 0
@@ -188,6 +233,18 @@ def test_train_options_become_the_run_config(
     defaults = RunConfig().to_dict()
     unchanged = set(defaults) - set(expected) - {"name", "epochs", "train_size", "test_size"}
     assert {k: config[k] for k in unchanged} == {k: defaults[k] for k in unchanged}
+
+
+def test_help_shows_the_library_defaults(capsys: Capture) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--lr LR learning rate (peak value with a schedule) (default: 1e-3)" in text
+    assert "--optimizer {adam,sgd,rmsprop}" in text
+    with pytest.raises(SystemExit):
+        main(["study", "decoupling", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 20)" in text and "(default: 5000)" in text  # the preset's own defaults
 
 
 # --- outcomes: diverged, interrupted, existing output, report ----------------------------------
@@ -216,16 +273,24 @@ def test_existing_output_needs_resume(data_dir: Path, tmp_path: Path, capsys: Ca
     assert stored_run(out) == first  # not run again
 
 
-def test_interrupt_exits_130_and_says_how_to_resume(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_exits_128_plus_its_number_and_says_how_to_resume(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture,
+    signal_name: str,
 ) -> None:
-    def interrupted(*_args: Any, **_kwargs: Any) -> None:
-        raise KeyboardInterrupt
+    import os
+    import signal
 
-    monkeypatch.setattr(optreg.studies, "execute_study", interrupted)
-    assert main(train_args(data_dir, tmp_path / "out")) == 130
+    number = getattr(signal, signal_name)
+
+    def stopped(*_args: Any, **_kwargs: Any) -> None:
+        os.kill(os.getpid(), number)  # delivered to this (the main) thread at once
+
+    monkeypatch.setattr("optreg.studies.execute.execute_study", stopped)
+    assert main(train_args(data_dir, tmp_path / "out")) == 128 + number
     err = capsys.readouterr().err
-    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert f"stopped by {signal_name}" in err and "--resume" in err and "Traceback" not in err
+    assert signal.getsignal(number) is not None  # main restores the previous handlers
 
 
 def test_report_rerenders_a_study_folder(data_dir: Path, tmp_path: Path, capsys: Capture) -> None:
@@ -239,11 +304,32 @@ def test_report_rerenders_a_study_folder(data_dir: Path, tmp_path: Path, capsys:
     assert {name: (out / name).read_text() for name in rendered} == rendered
     assert (out / "loss_curves.png").is_file()
     assert "optreg-adam" in capsys.readouterr().out  # the results table is printed
+    assert main(["report", str(out / "results.json")]) == 0  # the file itself works too
 
 
 def test_report_without_results_exits_2(tmp_path: Path, capsys: Capture) -> None:
     assert main(["report", str(tmp_path)]) == 2
     assert_clean_usage_error(capsys.readouterr().err, f"{tmp_path}: no results.json there")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x00\xff random bytes", "not a text file"),
+    (b'{"study": 1, "runs": 5}', "study: expected an object, got an integer"),
+    (b'{"study": {}, "runs": [1, 2]}', "runs[0]: expected an object, got an integer"),
+    (b'{"study": {}, "runs": [{"name": "x"}]}', "runs[0].config: missing"),
+])
+def test_report_on_a_damaged_results_file_exits_2_naming_it(
+    tmp_path: Path, capsys: Capture, content: bytes, message: str
+) -> None:
+    (tmp_path / "results.json").write_bytes(content)
+    assert main(["report", str(tmp_path)]) == 2
+    assert_clean_usage_error(capsys.readouterr().err, str(tmp_path / "results.json"), message)
+
+
+def test_report_on_a_folder_named_results_json_exits_2(tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "results.json").mkdir()
+    assert main(["report", str(tmp_path)]) == 2
+    assert_clean_usage_error(capsys.readouterr().err, "results.json")
 
 
 # --- the console script ------------------------------------------------------------------------
@@ -257,7 +343,7 @@ def test_console_script_version_and_help() -> None:
     assert version.stdout.strip() == f"optreg {optreg.__version__}"
     help_ = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert help_.returncode == 0
-    for command in ("parity", "train", "study", "sweep", "report", "Exit codes"):
+    for command in ("parity", "check", "train", "study", "sweep", "report", "Exit codes"):
         assert command in help_.stdout
 
 
@@ -276,15 +362,10 @@ def test_download_url_is_used_and_its_checksum_checked(tmp_path: Path, capsys: C
     assert not list(data_dir.rglob("*.tar.gz")) and not list(data_dir.rglob("data_batch_*"))
 
 
-def test_unreachable_ray_cluster_and_misplaced_workers_exit_2(
-    data_dir: Path, tmp_path: Path, capsys: Capture
-) -> None:
+def test_unreachable_ray_cluster_exits_2(data_dir: Path, tmp_path: Path, capsys: Capture) -> None:
     sweep = ["sweep", "--data-dir", str(data_dir), "--lr", "1e-3", "--weight-decay", "1e-3",
              "--mode", "coupled", "--epochs", "1", "--executor", "ray", "--no-progress"]
     # Ray itself would retry an address nobody listens on for minutes.
     assert main([*sweep, "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert "no Ray cluster answers at 127.0.0.1:1" in err and "Traceback" not in err
-    assert main([*sweep, "--ray-address", "127.0.0.1:1", "--workers", "2",
-                 "--out", str(tmp_path / "b")]) == 2
-    assert "--workers sizes a local Ray instance" in capsys.readouterr().err

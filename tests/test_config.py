@@ -120,6 +120,15 @@ CHANGES: dict[str, dict[str, Any]] = {
     "decay": {"weight_decay": 1e-2, "decay_mode": "coupled", "decay": "all"},
     "schedule": {"schedule": "cosine"},
     "flush_denormal": {"flush_denormal": False},
+    "valid_size": {"valid_size": 5000},
+    "augment": {"augment": True},
+    "label_smoothing": {"label_smoothing": 0.1},
+    "bias_correction": {"bias_correction": False},
+    "dampening": {**SGD, "momentum": 0.9, "dampening": 0.9},
+    "alpha": {"optimizer": "rmsprop", "alpha": 0.999},
+    "custom": {"loss": "custom", "custom": "alice.py", "custom_sha256": "ab" * 32},
+    "custom_sha256": {"loss": "custom", "custom": "alice.py", "custom_sha256": "cd" * 32},
+    "trace_steps": {"trace_steps": 100},
 }
 
 
@@ -153,7 +162,7 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"name": 3}, "name"),
     ({"model": "resnet18"}, "model"),
     ({"loss": "keras"}, "loss"),
-    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"optimizer": "lbfgs"}, "optimizer"),
     ({"implementation": "jax"}, "implementation"),
     ({"decay_mode": "l1"}, "decay_mode"),
     ({"decay": "biases"}, "decay"),
@@ -163,6 +172,11 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"name": "my run"}, "name"),
     ({"name": "a/b"}, "name"),
     ({"seed": -1}, "seed"),
+    ({"seed": 2**64}, "seed"),  # beyond torch's seed range
+    ({"valid_size": 0}, "valid_size"),
+    ({"trace_steps": -1}, "trace_steps"),
+    ({"label_smoothing": 1.0}, "label_smoothing"),
+    ({"optimizer": "rmsprop", "alpha": 1.0}, "alpha"),
     ({"train_size": 0}, "train_size"),
     ({"test_size": 0}, "test_size"),
     ({"batch_size": 0}, "batch_size"),
@@ -187,7 +201,15 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({**SGD, "decay_mode": "decoupled", "weight_decay": 0.1}, "decay_mode"),
     ({"momentum": 0.9}, "momentum"),  # an SGD option on Adam
     ({**SGD, "amsgrad": True}, "amsgrad"),  # an Adam option on SGD
-    ({"optimizer": "sgd"}, "implementation"),  # SGD is torch's
+    ({**SGD, "betas": (0.8, 0.9)}, "betas"),  # an Adam option on SGD
+    ({"dampening": 0.5}, "dampening"),  # an SGD option on Adam
+    ({"alpha": 0.9}, "alpha"),  # an RMSprop option on Adam
+    ({**SGD, "eps": 1e-6}, "eps"),  # SGD has no ε
+    ({"bias_correction": False, "implementation": "torch"}, "bias_correction"),
+    ({"loss": "custom"}, "custom"),  # custom needs the file and its hash
+    ({"custom": "a.py", "custom_sha256": "00"}, "custom"),  # ... and they need custom
+    ({"implementation": "custom", "optimizer": "sgd", "custom": "a.py",
+      "custom_sha256": "00"}, "implementation"),
 ]
 
 
@@ -218,6 +240,11 @@ def test_from_dict_and_replace_validate_too(changes: dict[str, Any], field: str)
         {"decay_mode": "decoupled", "weight_decay": 0.1, "implementation": "torch"},
         {"eps": 0.0, "betas": (0.0, 0.0), "amsgrad": True},
         {"train_size": 1, "test_size": 1, "batch_size": 1, "epochs": 1},
+        {"optimizer": "sgd", "implementation": "optreg", "momentum": 0.9, "dampening": 0.9},
+        {"optimizer": "rmsprop", "alpha": 0.999, "momentum": 0.5, "eps": 1e-6},
+        {"seed": 2**64 - 1, "valid_size": 5000, "augment": True, "label_smoothing": 0.1},
+        {"implementation": "custom", "loss": "custom", "custom": "a.ipynb",
+         "custom_sha256": "0f" * 32, "decay_mode": "decoupled", "weight_decay": 0.1 / 32},
     ],
 )
 def test_valid_combinations_are_accepted(changes: dict[str, Any]) -> None:

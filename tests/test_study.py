@@ -15,7 +15,11 @@ from optreg.cli import main
 from optreg.config import ConfigError, RunConfig
 from optreg.executors.base import Resources
 from optreg.executors.local import LocalExecutor
-from optreg.studies import MATCHES, SCENARIO_NAMES, execute_study, seed_study
+from optreg.results import Study
+from optreg.runtime import usable_cores
+from optreg.studies import MATCHES, SCENARIO_NAMES, seed_study
+from optreg.studies.execute import execute_study
+from optreg.studies.output import Identity, StudyFolder
 
 ORDER = ("sgd", "torch-adam", "adam", "adam-l2-loss", "adam-l2", "adamw", "torch-adam-l2",
          "torch-adamw", "torch-adam-wd")
@@ -91,7 +95,7 @@ def test_only_keeps_the_canonical_order_and_trims_matches_and_panels() -> None:
         ({"only": ("adam", "nadam", "adamax")},
          "unknown scenario(s) adamax, nadam; choose from " + ", ".join(ORDER)),
         ({"seeds": ()}, "seeds: give at least one seed"),
-        ({"seeds": (0, 1, 0)}, "seeds: repeated values in [0, 1, 0]"),
+        ({"seeds": (0, 1, 0)}, "seeds: repeated value(s) 0"),
         ({"epochs": 0}, "epochs=0"),
     ],
 )
@@ -102,10 +106,11 @@ def test_bad_study_options_raise_config_error(options: dict[str, Any], message: 
 
 def test_execute_study_refuses_the_same_run_twice(tmp_path: Path, data: Any) -> None:
     config = RunConfig(train_size=8, test_size=8, epochs=1)
-    with pytest.raises(ConfigError, match="the same run appears twice: adam"):
-        execute_study([config, config.replace()], {}, tmp_path / "out",
+    folder = StudyFolder.claim(tmp_path / "out", Identity("seed", None, 1), resume=False)
+    with folder, pytest.raises(ConfigError, match="runs: repeated value"):
+        execute_study([config, config.replace()], Study("seed", "seed"), folder,
                       LocalExecutor(data, Resources()), progress=False)
-    assert not (tmp_path / "out").exists()  # refused before touching the output folder
+    assert not (tmp_path / "out" / "results.json").exists()  # refused before writing
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -143,8 +148,17 @@ def test_study_exits_0_and_writes_results_and_report(study_out: dict[str, Any]) 
 @slow
 def test_results_json_schema(study_out: dict[str, Any]) -> None:
     results = study_out["results"]
-    assert set(results) == {"study", "runs"}
-    assert results["study"]["name"] == "seed" and results["study"]["matches"]
+    assert set(results) == {"schema", "study", "runs"} and results["schema"] == 2
+    study = results["study"]
+    assert study["name"] == "seed" and study["matches"]
+    # What the study computes, apart from how it ran; no paths of this machine.
+    assert study["settings"] == {"seeds": [0], "epochs": 2, "batch_size": 32, "only": None,
+                                 "train_size": 256, "valid_size": None, "test_size": 128}
+    # One worker (--workers 1): the run gets every core.
+    assert study["execution"] == {"device": "cpu", "executor": "local", "workers": 1,
+                                  "threads": usable_cores()}
+    assert str(study_out["out"]) not in (study_out["out"] / "results.json").read_text()
+    assert len(study["data"]["fingerprint"]) >= 16
     assert [r["name"] for r in results["runs"]] == list(ORDER)
     for run in results["runs"]:
         config = RunConfig.from_dict(run["config"])
@@ -153,8 +167,9 @@ def test_results_json_schema(study_out: dict[str, Any]) -> None:
         assert run["seed"] == 0 and run["status"] == "ok"
         assert 0.0 <= run["train_acc"] <= 1.0 and 0.0 <= run["test_acc"] <= 1.0
         history = run["history"]
-        assert {"train_loss", "valid_loss", "valid_acc"} <= set(history)
-        assert all(len(history[k]) == 2 for k in ("train_loss", "valid_loss", "valid_acc"))
+        assert set(history) == {"train_loss", "train_objective", "valid_loss", "valid_acc",
+                                "train_s", "eval_s", "lr"}
+        assert all(len(values) == 2 for values in history.values())
         assert run["wall_s"] > 0 and run["train_img_per_s"] > 0
         stored = json.loads((study_out["out"] / "runs" / f"{run['id']}.json").read_text())
         assert stored == run

@@ -1,28 +1,51 @@
-"""optreg: cross-entropy with L2 and Adam / Adam+L2 / AdamW from scratch, proven equal to
-PyTorch's, and studies that compare optimizers and regularizers on LeNet-5 / CIFAR-10.
+"""optreg: optimization and regularization in deep learning, from scratch and proven equal to
+PyTorch's — cross-entropy with L2, Adam / Adam+L2 / AdamW, studies that compare them on
+LeNet-5 / CIFAR-10.
 
-The core (``optreg.losses``, ``optreg.optim``, ``optreg.regularization``) needs only torch.
+The package imports its parts lazily: ``import optreg`` costs nothing, ``optreg.Adam`` imports
+torch, and ``optreg.report`` / ``optreg.results`` never do (a report renders from results.json
+on any machine).
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from optreg.config import ConfigError, RunConfig
-from optreg.losses import CrossEntropyLoss, cross_entropy, l2_penalty
-from optreg.models import LeNet5
-from optreg.optim import Adam, AdamW
-from optreg.regularization import is_decayed, l2_to_weight_decay, param_groups
+import importlib
+from typing import Any
 
-__all__ = [
-    "Adam",
-    "AdamW",
-    "ConfigError",
-    "CrossEntropyLoss",
-    "LeNet5",
-    "RunConfig",
-    "__version__",
-    "cross_entropy",
-    "is_decayed",
-    "l2_penalty",
-    "l2_to_weight_decay",
-    "param_groups",
-]
+__version__ = "0.2.0"
+
+#: Public name → the module that defines it.
+_EXPORTS = {
+    "Adam": "optreg.optim",
+    "AdamW": "optreg.optim",
+    "ConfigError": "optreg.config",
+    "CrossEntropyLoss": "optreg.losses",
+    "LeNet5": "optreg.models",
+    "RunConfig": "optreg.config",
+    "RunResult": "optreg.results",
+    "StudyResult": "optreg.results",
+    "cross_entropy": "optreg.losses",
+    "is_decayed": "optreg.regularization",
+    "l2_penalty": "optreg.losses",
+    "l2_to_weight_decay": "optreg.regularization",
+    "load_results": "optreg.results",
+    "param_groups": "optreg.regularization",
+    "run_study": "optreg.api",
+    "run_sweep": "optreg.api",
+    "train": "optreg.api",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optreg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -31,15 +31,17 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_type_hints
 
-Implementation = Literal["optreg", "torch"]
-OptimizerName = Literal["adam", "sgd"]
+Implementation = Literal["optreg", "torch", "custom"]
+OptimizerName = Literal["adam", "sgd", "rmsprop"]
 DecayMode = Literal["none", "loss", "coupled", "decoupled", "paper"]
 Schedule = Literal["constant", "cosine"]
 
 DECAY_MODES: tuple[str, ...] = get_args(DecayMode)
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit seed
 
 
 class ConfigError(ValueError):
@@ -51,32 +53,39 @@ class RunConfig:
     """One training run of LeNet-5 on CIFAR-10 (or data in its format).
 
     Defaults are the classroom exercise: optreg Adam (lr 1e-3) + optreg cross-entropy,
-    batch 32, 10 epochs, the data in stored order, seed 0.
+    batch 32, 10 epochs, the data in stored order, validation on the test split, seed 0.
     """
 
     # --- identity -----------------------------------------------------------------------------
     name: str = "adam"  # short scenario name, unique within a study
-    seed: int = 0  # torch.manual_seed(seed) right before the model is built
+    seed: int = 0  # torch.manual_seed(seed) right before the model is built; data order/augment
 
     # --- data ---------------------------------------------------------------------------------
-    train_size: int | None = None  # first N training images (None: all 50,000)
+    train_size: int | None = None  # train on the first N training images (None: all of them)
+    valid_size: int | None = None  # validate on the LAST N training images, never trained on
+    #                                (None: validate on the test split, as the exercise does)
     test_size: int | None = None  # first N test images (None: all 10,000)
     batch_size: int = 32  # images per optimizer step
     epochs: int = 10  # passes over the training images
     shuffle: bool = False  # False: stored order, as the exercise; True: seeded permutation/epoch
+    augment: bool = False  # random crop (4-pixel zero padding) + horizontal flip, seeded per run
 
     # --- model and loss -----------------------------------------------------------------------
     model: Literal["lenet5"] = "lenet5"
-    loss: Implementation = "optreg"  # cross-entropy: optreg.CrossEntropyLoss or torch's
+    loss: Implementation = "optreg"  # cross-entropy: optreg's, torch's, or the custom file's
+    label_smoothing: float = 0.0  # ε of the training loss (evaluation is always plain CE)
 
     # --- optimizer ----------------------------------------------------------------------------
     optimizer: OptimizerName = "adam"
-    implementation: Implementation = "optreg"  # optreg.Adam or torch.optim.Adam/AdamW/SGD
+    implementation: Implementation = "optreg"  # optreg.optim, torch.optim, or the custom file's
     lr: float = 1e-3  # learning rate γ (peak value when a schedule is used)
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's β₁, β₂
-    eps: float = 1e-8  # Adam's ε, added after bias correction
-    amsgrad: bool = False
-    momentum: float = 0.0  # SGD only
+    eps: float = 1e-8  # Adam's / RMSprop's ε
+    amsgrad: bool = False  # Adam only
+    bias_correction: bool = True  # Adam only; False is the ablation m̂ = m, v̂ = v (optreg's)
+    momentum: float = 0.0  # SGD's / RMSprop's momentum
+    dampening: float = 0.0  # SGD only; dampening = momentum makes the buffer an EMA of g
+    alpha: float = 0.99  # RMSprop's smoothing constant (its second-moment decay, Adam's β₂)
 
     # --- regularisation (see module docstring) -------------------------------------------------
     weight_decay: float = 0.0  # raw coefficient wd; "L2 = λ at batch B" is wd = λ/B
@@ -86,6 +95,13 @@ class RunConfig:
     # --- schedule and numerics ----------------------------------------------------------------
     schedule: Schedule = "constant"  # "cosine": lr_t = lr·½(1 + cos(π·t/T)) over all T steps
     flush_denormal: bool = True  # flush subnormal floats to zero (CPU; see README, Performance)
+
+    # --- the student's own classes (``optreg study seed --custom``) ------------------------------
+    custom: str | None = None  # the submission file, as named on the command line
+    custom_sha256: str | None = None  # its content's hash: a changed file is another run
+
+    # --- measurement --------------------------------------------------------------------------
+    trace_steps: int = 0  # record per-step update sizes and losses for the first N steps
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -103,43 +119,66 @@ class RunConfig:
 
         if not self.name or any(c.isspace() or c in "/\\" for c in self.name):
             raise bad("name", "must be non-empty, without spaces or slashes")
-        if self.seed < 0:
-            raise bad("seed", "must be >= 0")
-        for size in ("train_size", "test_size"):
+        if not 0 <= self.seed <= MAX_SEED:
+            raise bad("seed", "must be in [0, 2**64 - 1] (torch's seed range)")
+        for size in ("train_size", "valid_size", "test_size"):
             if getattr(self, size) is not None and getattr(self, size) < 1:
-                raise bad(size, "must be >= 1 (or None for the whole split)")
-        if self.batch_size < 1:
-            raise bad("batch_size", "must be >= 1")
-        if self.epochs < 1:
-            raise bad("epochs", "must be >= 1")
+                raise bad(size, "must be >= 1 (or None)")
+        for count in ("batch_size", "epochs"):
+            if getattr(self, count) < 1:
+                raise bad(count, "must be >= 1")
+        if self.trace_steps < 0:
+            raise bad("trace_steps", "must be >= 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "must be a finite number > 0")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise bad("betas", "each beta must lie in [0, 1)")
-        if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise bad("eps", "must be >= 0")
-        if not (math.isfinite(self.momentum) and self.momentum >= 0):
-            raise bad("momentum", "must be >= 0")
+        for name in ("eps", "momentum", "dampening"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise bad(name, "must be a finite number >= 0")
+        if not 0.0 <= self.alpha < 1.0:
+            raise bad("alpha", "must lie in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad("label_smoothing", "must lie in [0, 1)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise bad("weight_decay", "must be a finite number >= 0")
+        self._check_combinations(bad)
+
+    def _check_combinations(self, bad: Any) -> None:
+        """Options that belong to another optimizer, implementation or decay mode."""
+        defaults = RunConfig.__dataclass_fields__
+        only_for = {"amsgrad": "adam", "bias_correction": "adam", "betas": "adam",
+                    "dampening": "sgd", "alpha": "rmsprop"}
+        for name, optimizer in only_for.items():
+            if self.optimizer != optimizer and getattr(self, name) != defaults[name].default:
+                raise bad(name, f"is an option of optimizer={optimizer!r}, not {self.optimizer!r}")
+        if self.optimizer == "adam" and self.momentum != 0:
+            raise bad("momentum", "is an SGD/RMSprop option (Adam uses betas)")
+        if self.optimizer == "sgd" and self.eps != defaults["eps"].default:
+            raise bad("eps", "is not an SGD option")
+        if not self.bias_correction and self.implementation != "optreg":
+            raise bad("bias_correction", "False is offered by optreg's Adam only")
         if self.decay_mode == "none" and self.weight_decay != 0:
             raise bad("weight_decay", "is set but decay_mode is 'none'")
         if self.decay_mode != "none" and self.weight_decay == 0:
             raise bad("decay_mode", "needs weight_decay > 0")
-        if self.optimizer == "sgd" and self.amsgrad:
-            raise bad("amsgrad", "is an Adam option")
-        if self.optimizer == "adam" and self.momentum != 0:
-            raise bad("momentum", "is an SGD option (Adam uses betas)")
-        if self.decay_mode == "loss" and self.loss != "optreg":
-            raise bad("decay_mode", "'loss' needs loss='optreg' (torch's cross-entropy has no L2)")
-        if self.decay_mode == "paper" and not (
-            self.optimizer == "adam" and self.implementation == "optreg"
-        ):
-            raise bad("decay_mode", "'paper' is offered by optreg's Adam only")
+        if self.decay_mode == "loss" and self.loss == "torch":
+            raise bad("decay_mode", "'loss' needs optreg's or the custom cross-entropy "
+                                    "(torch's has no L2)")
         if self.decay_mode in ("decoupled", "paper") and self.optimizer != "adam":
             raise bad("decay_mode", f"{self.decay_mode!r} needs optimizer='adam'")
-        if self.optimizer == "sgd" and self.implementation != "torch":
-            raise bad("implementation", "SGD is torch's (optreg implements Adam)")
+        if self.decay_mode == "paper" and self.implementation != "optreg":
+            raise bad("decay_mode", "'paper' is offered by optreg's Adam only")
+        uses_custom = "custom" in (self.loss, self.implementation)
+        if uses_custom != (self.custom is not None) or (self.custom is None) != (
+            self.custom_sha256 is None
+        ):
+            raise bad("custom", "loss or implementation 'custom' needs custom (the file) and "
+                                "custom_sha256, and they need it")
+        if self.implementation == "custom" and self.optimizer != "adam":
+            raise bad("implementation", "a custom optimizer is the exercise's Adam")
+        if self.implementation == "custom" and self.decay_mode == "paper":
+            raise bad("decay_mode", "the custom optimizer has one decoupled form ('decoupled')")
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -213,3 +252,17 @@ def _describe(hint: Any) -> str:
     if isinstance(hint, type) and not args:
         return hint.__name__
     return str(hint).replace("typing.", "")
+
+
+def check_unique(values: Sequence[Any], what: str, *,
+                 name: Callable[[Any], str] = str) -> None:
+    """Raise ConfigError naming ``what`` and the repeated values (shown with ``name``)."""
+    seen: set[Any] = set()
+    repeated: list[Any] = []
+    for value in values:
+        if value in seen:
+            repeated.append(value)
+        seen.add(value)
+    if repeated:
+        shown = ", ".join(name(v) for v in dict.fromkeys(repeated))
+        raise ConfigError(f"{what}: repeated value(s) {shown}")

@@ -24,9 +24,10 @@ Both the loss and the optimizer ask the same predicate, so they always agree on 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # no torch needed at run time: study presets import this without it
+    import torch
 
 DecayScope = Literal["weights", "all"]
 DECAY_SCOPES: tuple[str, ...] = ("weights", "all")

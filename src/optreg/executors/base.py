@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from optreg.config import RunConfig
 from optreg.data import Cifar10
+from optreg.results import RunResult
 from optreg.runtime import machine_info, now
 
 
@@ -31,14 +32,14 @@ class Resources:
 
 
 class Executor(Protocol):
-    """Runs tasks; yields one result dict per task, in order of completion."""
+    """Runs tasks; yields one result per task, in order of completion."""
 
-    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]: ...
+    def map(self, tasks: list[Task]) -> Iterator[RunResult]: ...
 
     def close(self) -> None: ...
 
 
-def execute_task(task: Task, data: Cifar10, resources: Resources) -> dict[str, Any]:
+def execute_task(task: Task, data: Cifar10, resources: Resources) -> RunResult:
     """Run one task; an exception becomes a ``status="failed"`` result instead of propagating.
 
     A diverged run is a result (``status="diverged"``) already; a failed one keeps the error and
@@ -57,18 +58,11 @@ def execute_task(task: Task, data: Cifar10, resources: Resources) -> dict[str, A
         return failed_result(config, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
 
 
+def failed_result(config: RunConfig, error: str, detail: str | None = None) -> RunResult:
+    """A result for a run that could not finish (an exception, a crashed worker)."""
+    return RunResult.failed(config, error, detail, {**machine_info(), "finished_at": now()})
+
+
 def _log_line(line: str) -> None:
     """One line per epoch on stderr (stdout is kept for the results table)."""
     print(line, file=sys.stderr, flush=True)
-
-
-def failed_result(config: RunConfig, error: str, detail: str = "") -> dict[str, Any]:
-    """A result for a run that could not finish (an exception, a crashed worker)."""
-    return {
-        "id": config.run_id, "name": config.name, "seed": config.seed,
-        "config": config.to_dict(), "status": "failed", "error": f"{config.name}: {error}",
-        "traceback": detail, "diverged_at": None, "train_acc": None, "test_acc": None,
-        "history": {"train_loss": [], "valid_loss": [], "valid_acc": []},
-        "wall_s": None, "train_s": None, "eval_s": None, "train_img_per_s": None,
-        "provenance": {**machine_info(), "finished_at": now()},
-    }

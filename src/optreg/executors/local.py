@@ -19,6 +19,7 @@ from typing import Any
 from optreg.config import RunConfig
 from optreg.data import Cifar10, load_cifar10
 from optreg.executors.base import Resources, Task, execute_task, failed_result
+from optreg.results import RunResult
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class LocalExecutor:
         self.data, self.resources, self.workers = data, resources, workers
         self._pool: ProcessPoolExecutor | None = None
 
-    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+    def map(self, tasks: list[Task]) -> Iterator[RunResult]:
         if self.workers == 1 or len(tasks) <= 1:
             data = self.data.load(self.resources.device) if isinstance(self.data, DataSpec) \
                 else self.data
@@ -67,7 +68,7 @@ class LocalExecutor:
             return
         yield from self._map_processes(tasks)
 
-    def _map_processes(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+    def _map_processes(self, tasks: list[Task]) -> Iterator[RunResult]:
         spec = self.data if isinstance(self.data, DataSpec) else None
         if spec is None:
             raise ValueError("worker processes need a DataSpec (a path), not loaded tensors")
@@ -84,7 +85,7 @@ class LocalExecutor:
                 for future in done:
                     task = pending.pop(future)
                     try:
-                        yield future.result()
+                        yield RunResult.from_dict(future.result(), "a worker's result")
                     except BrokenProcessPool:
                         config = RunConfig.from_dict(task.config)
                         yield failed_result(config, "its worker process died (killed or out "
@@ -119,4 +120,4 @@ def _init_worker(spec: DataSpec, resources: Resources) -> None:
 
 def _run_in_worker(task: Task) -> dict[str, Any]:
     assert _worker_data is not None and _worker_resources is not None, "worker not initialised"
-    return execute_task(task, _worker_data, _worker_resources)
+    return execute_task(task, _worker_data, _worker_resources).to_dict()

@@ -43,19 +43,14 @@ from optreg.config import RunConfig
 from optreg.data import Cifar10, Cifar10Split
 from optreg.executors.base import Resources, Task, execute_task, failed_result
 from optreg.executors.local import DataSpec
+from optreg.extras import require
+from optreg.results import RunResult
 
-__all__ = ["RAY_MISSING", "RayExecutor", "import_ray"]
-
-RAY_MISSING = "the Ray executor needs Ray: pip install 'optreg[ray]'"
-
+__all__ = ["RayExecutor", "check_reachable", "import_ray"]
 
 def import_ray() -> Any:
-    """Import and return the ``ray`` module, or raise ImportError with the install hint."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError(RAY_MISSING) from e
-    return ray
+    """Import and return the ``ray`` module, or raise MissingExtra with the install hint."""
+    return require("ray", extra="ray", purpose="the Ray executor")
 
 
 class RayExecutor:
@@ -101,7 +96,7 @@ class RayExecutor:
         self._target = _execute_remote  # the function each Ray task runs (tests replace it)
 
     # ------------------------------------------------------------------------------------------
-    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+    def map(self, tasks: list[Task]) -> Iterator[RunResult]:
         """Submit every task, then yield each result as it completes."""
         if not tasks:
             return
@@ -136,7 +131,7 @@ class RayExecutor:
             if self.address is None:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, **common)
             else:
-                _check_reachable(self.address)
+                check_reachable(self.address)
                 ray.init(address=self.address, **common)
             self._started = True
             self._data_ref = None
@@ -150,10 +145,10 @@ class RayExecutor:
         # No retries: a crashed run becomes a failed result now; --resume reruns it later.
         return {"num_cpus": self.resources.threads, "num_gpus": gpus, "max_retries": 0}
 
-    def _get(self, ray: Any, ref: Any, task: Task) -> dict[str, Any]:
+    def _get(self, ray: Any, ref: Any, task: Task) -> RunResult:
         """The task's result, or a failed result when Ray could not produce one."""
         try:
-            return ray.get(ref)
+            return RunResult.from_dict(ray.get(ref), "the result of a Ray task")
         except ray.exceptions.WorkerCrashedError as e:
             return _failed(task, "its Ray worker died (killed or out of memory); rerun with "
                                  "--resume", str(e))
@@ -179,7 +174,7 @@ class RayExecutor:
                     logging.getLogger(__name__).debug("could not cancel %s", ref, exc_info=True)
 
 
-def _failed(task: Task, error: str, detail: str) -> dict[str, Any]:
+def _failed(task: Task, error: str, detail: str) -> RunResult:
     return failed_result(RunConfig.from_dict(task.config), error, detail)
 
 
@@ -222,11 +217,12 @@ def _from_arrays(arrays: dict[str, Any]) -> Cifar10:
 
 
 def _execute_remote(arrays: dict[str, Any], task: Task, resources: Resources) -> dict[str, Any]:
-    """What one Ray task runs: rebuild the data's tensors, execute the task, return its result."""
-    return execute_task(task, _from_arrays(arrays), resources)
+    """What one Ray task runs: rebuild the data's tensors, execute the task, return its result
+    as plain data."""
+    return execute_task(task, _from_arrays(arrays), resources).to_dict()
 
 
-def _check_reachable(address: str, timeout: float = 10.0) -> None:
+def check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast for a ``host:port`` (or ``ray://host:port``) nobody listens on.
 
     ``ray.init`` itself retries an unreachable cluster for minutes, printing only log lines.

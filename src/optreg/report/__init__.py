@@ -1,8 +1,8 @@
-"""Reports of optreg studies: tables, figures and a Markdown + HTML page, from plain results.
+"""Reports of optreg studies: tables, figures and a Markdown + HTML page, from typed results.
 
-Every function here reads the plain ``results`` dict (``{"study": {...}, "runs": [...]}``) and
-nothing else: no torch, no training code, and matplotlib only inside the figure functions, so a
-report can be rendered on any machine from ``results.json``.
+Every function here reads a :class:`~optreg.results.StudyResult` and nothing else: no torch, no
+training code, and matplotlib only inside the figure functions, so a report can be rendered on
+any machine from ``results.json`` (``optreg.results.load_results``).
 
 >>> from optreg.report import write_report, results_tables, to_text   # doctest: +SKIP
 >>> paths = write_report(results, "out/seed")      # loss_curves.png, report.md, report.html
@@ -10,6 +10,7 @@ report can be rendered on any machine from ``results.json``.
 ...     print(title, to_text(table), sep="\\n")
 """
 
+from optreg.extras import require
 from optreg.report.document import (
     build_report,
     render_html,
@@ -42,6 +43,13 @@ from optreg.report.tables import (
     to_text,
 )
 
+
+def check_report_dependencies() -> None:
+    """Import matplotlib now (a dependency of optreg: this catches a broken install before any
+    training starts), or raise MissingExtra with the install hint."""
+    require("matplotlib", purpose="the report's figures")
+
+
 __all__ = [
     "DEFAULT_TOL",
     "BestSetting",
@@ -54,6 +62,7 @@ __all__ = [
     "best_settings",
     "best_table",
     "build_report",
+    "check_report_dependencies",
     "heatmaps_png",
     "loss_curves_png",
     "loss_panels",

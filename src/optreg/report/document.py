@@ -17,22 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optreg.atomic import atomic_write_bytes, atomic_write_text
 from optreg.report.figures import DPI, heatmaps_png, loss_curves_png
-from optreg.report.summary import (
-    DEFAULT_TOL,
-    Results,
-    format_delta,
-    group_by_name,
-    run_name,
-    run_seed,
-    run_status,
-    runs_of,
-    study_kind,
-    study_of,
-    twin_deltas,
-)
+from optreg.report.summary import DEFAULT_TOL, format_delta, require_runs, run_status, twin_deltas
 from optreg.report.tables import Table, key_value_table, md_escape, results_tables, to_markdown
-from optreg.results import atomic_write_bytes, atomic_write_text
+from optreg.results import RunResult, StudyResult
 
 __all__ = [
     "FIGURE_FILES",
@@ -87,43 +76,47 @@ Block = Heading | Paragraph | Bullets | Table | FigureRef
 # --- content ----------------------------------------------------------------------------------
 
 
-def _counts(runs: Sequence[Mapping[str, Any]]) -> str:
+def _counts(runs: Sequence[RunResult]) -> str:
     counts: dict[str, int] = {}
     for r in runs:
-        s = str(r.get("status", "ok"))
-        counts[s] = counts.get(s, 0) + 1
+        counts[r.status] = counts.get(r.status, 0) + 1
     return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _overview(results: Results) -> str:
-    study, runs = study_of(results), runs_of(results)
-    names = group_by_name(runs)
-    seeds = sorted({run_seed(r) for r in runs})
+def _overview(results: StudyResult) -> str:
+    study, runs = results.study, results.runs
+    seeds = sorted({r.seed for r in runs})
     text = (
-        f"Study “{study.get('name', 'unnamed')}” (kind {study_kind(results)}): "
-        f"{len(runs)} run(s) of {len(names)} scenario(s), "
-        f"seed(s) {', '.join(map(str, seeds))}; status: {_counts(runs)}."
+        f"Study “{study.name}” (kind {study.kind}): {len(runs)} run(s) of "
+        f"{len(results.by_name())} scenario(s), seed(s) {', '.join(map(str, seeds))}; "
+        f"status: {_counts(runs)}."
     )
-    labels = {"started_at": "started", "finished_at": "finished"}
-    when = [f"{label} {study[key]}" for key, label in labels.items() if study.get(key)]
-    if study.get("wall_s") is not None:
-        when.append(f"wall time {float(study['wall_s']):.1f} s")
+    validation = {"test" if r.config.valid_size is None else "held-out" for r in runs}
+    if validation == {"held-out"}:
+        text += (" Validation: the last training images, held out (the test split is read only "
+                 "by the final evaluation).")
+    elif validation == {"test"}:
+        text += " Validation: the test split, as in the exercise."
+    when = [f"{label} {value}" for label, value in (("started", study.started_at),
+                                                    ("finished", study.finished_at)) if value]
+    if study.wall_s is not None:
+        when.append(f"wall time {study.wall_s:.1f} s")
     if not when:
         return text
     joined = "; ".join(when)
     return f"{text} {joined[0].upper()}{joined[1:]}."
 
 
-def _machine(results: Results) -> Mapping[str, Any]:
-    machine = dict(study_of(results).get("machine") or {})
+def _machine(results: StudyResult) -> Mapping[str, Any]:
+    machine = dict(results.study.machine)
     if not machine:  # fall back to the first run's provenance
-        machine = dict(runs_of(results)[0].get("provenance") or {})
+        machine = dict(results.runs[0].provenance)
         machine.pop("finished_at", None)
     return machine
 
 
-def _conventions(kind: str) -> str:
-    if kind == "sweep":
+def _conventions(results: StudyResult) -> str:
+    if results.study.is_sweep:
         return (
             "Test accuracy is the mean ± sample standard deviation (ddof=1) over seeds; a setting "
             "counts only when all its seeds finished ok (others are greyed in the heatmaps)."
@@ -137,7 +130,7 @@ def _conventions(kind: str) -> str:
     )
 
 
-def _twin_notes(results: Results, tol: float) -> list[str]:
+def _twin_notes(results: StudyResult, tol: float) -> list[str]:
     notes = []
     for d in twin_deltas(results, tol=tol):
         seeds = ", ".join(map(str, d.seeds)) or "none"
@@ -159,21 +152,21 @@ def _twin_notes(results: Results, tol: float) -> list[str]:
     return notes
 
 
-def _problems(results: Results) -> list[str]:
+def _problems(results: StudyResult) -> list[str]:
     items = []
-    for r in runs_of(results):
-        if r.get("status", "ok") == "ok":
+    for r in results.runs:
+        if r.ok:
             continue
-        line = f"{run_name(r)} (seed {run_seed(r)}): {run_status(r)}"
-        error = str(r.get("error") or "").strip()
-        if error and r.get("status") != "failed":
+        line = f"{r.name} (seed {r.seed}): {run_status(r)}"
+        error = (r.error or "").strip()
+        if error and r.status != "failed":
             line += f". {' '.join(error.splitlines())}"
         items.append(line)
     return items
 
 
 def build_report(
-    results: Results, *, figures: Mapping[str, str] | None = None, tol: float = DEFAULT_TOL
+    results: StudyResult, *, figures: Mapping[str, str] | None = None, tol: float = DEFAULT_TOL
 ) -> tuple[str, list[Block]]:
     """The report's title and blocks; a pure function of ``results``.
 
@@ -181,17 +174,17 @@ def build_report(
     absent are left out of the report (default: :data:`FIGURE_FILES` as appropriate for the
     kind). ``tol`` is the twins' tolerance on max |Δ|.
     """
-    kind = study_kind(results)
-    study = study_of(results)
+    require_runs(results)
+    study = results.study
     if figures is None:
-        figures = {k: v for k, v in FIGURE_FILES.items() if kind == "sweep" or k != "heatmaps"}
-    title = f"optreg report: {study.get('name') or kind}"
+        figures = {k: v for k, v in FIGURE_FILES.items() if study.is_sweep or k != "heatmaps"}
+    title = f"optreg report: {study.name}"
     blocks: list[Block] = [Paragraph(_overview(results))]
 
     tables = results_tables(results, tol=tol)
     first_title, first_table = tables[0]
-    blocks += [Heading(first_title), first_table, Paragraph(_conventions(kind))]
-    if kind == "sweep":
+    blocks += [Heading(first_title), first_table, Paragraph(_conventions(results))]
+    if study.is_sweep:
         if "heatmaps" in figures:
             blocks += [
                 Heading("Heatmaps"),
@@ -228,16 +221,17 @@ def build_report(
     for extra_title, table in tables[1:]:
         blocks += [Heading(extra_title), table]
 
-    descriptions = study.get("descriptions") or {}
-    names = group_by_name(runs_of(results))
-    described = [f"{n}: {descriptions[n]}" for n in names if n in descriptions]
+    described = [f"{n}: {study.descriptions[n]}" for n in results.by_name()
+                 if n in study.descriptions]
     if described:
         blocks += [Heading("Scenarios"), Bullets(tuple(described))]
     problems = _problems(results)
     if problems:
         blocks += [Heading("Runs that did not finish"), Bullets(tuple(problems))]
-    if study.get("settings"):
-        blocks += [Heading("Settings"), key_value_table(study["settings"], ("setting", "value"))]
+    if study.settings:
+        blocks += [Heading("Settings"), key_value_table(study.settings, ("setting", "value"))]
+    if study.execution:
+        blocks += [Heading("Execution"), key_value_table(study.execution, ("option", "value"))]
     machine = _machine(results)
     if machine:
         blocks += [Heading("Machine"), key_value_table(machine, ("item", "value"))]
@@ -340,7 +334,7 @@ def render_html(title: str, blocks: Sequence[Block], images: Mapping[str, bytes]
 
 
 def write_report(
-    results: dict[str, Any],
+    results: StudyResult,
     out_dir: str | os.PathLike[str],
     *,
     tol: float = DEFAULT_TOL,
@@ -351,11 +345,11 @@ def write_report(
     Returns the written paths by key: ``loss_curves``, ``heatmaps`` (sweeps only), ``markdown``,
     ``html``. Every file is written atomically. ``ValueError`` when ``results`` has no runs.
     """
-    runs_of(results)  # fail before creating anything
+    require_runs(results)  # fail before creating anything
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs = {"loss_curves": loss_curves_png(results, tol=tol, dpi=dpi)}
-    if study_kind(results) == "sweep":
+    if results.study.is_sweep:
         pngs["heatmaps"] = heatmaps_png(results, dpi=dpi)
     written = {key: atomic_write_bytes(out / FIGURE_FILES[key], data) for key, data in pngs.items()}
     title, blocks = build_report(results, figures={k: FIGURE_FILES[k] for k in pngs}, tol=tol)

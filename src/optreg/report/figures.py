@@ -32,20 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from optreg.atomic import atomic_write_bytes
+from optreg.formatting import format_number
 from optreg.report.summary import (
     DEFAULT_TOL,
-    Results,
     ScenarioCurves,
-    group_by_name,
-    runs_of,
+    require_runs,
     scenario_curves,
-    study_kind,
-    study_of,
     twin_deltas,
 )
 from optreg.report.sweep import SweepGrid, best_settings, sweep_grid
-from optreg.report.tables import format_number
-from optreg.results import atomic_write_bytes
+from optreg.results import StudyResult
 
 __all__ = [
     "DPI",
@@ -65,16 +62,17 @@ _BEST = "#e4002b"
 # --- pure layout ------------------------------------------------------------------------------
 
 
-def loss_panels(results: Results) -> list[tuple[str, list[str]]]:
+def loss_panels(results: StudyResult) -> list[tuple[str, list[str]]]:
     """Panel titles and the scenario names in each, for the loss-curve figure.
 
     The study's ``panels`` (unknown names dropped, empty panels dropped, names in no panel
     collected in "Other"); without them one panel per decay mode when there are several, else a
     single panel. Pure data; no matplotlib.
     """
-    by_name = group_by_name(runs_of(results))
+    require_runs(results)
+    by_name = results.by_name()
     names = list(by_name)
-    declared = study_of(results).get("panels") or {}
+    declared = results.study.panels
     if declared:
         panels = []
         placed: set[str] = set()
@@ -89,11 +87,11 @@ def loss_panels(results: Results) -> list[tuple[str, list[str]]]:
         return panels
     modes: dict[str, list[str]] = {}
     for name, runs in by_name.items():
-        mode = str((runs[0].get("config") or {}).get("decay_mode", "none"))
+        mode = runs[0].config.decay_mode
         modes.setdefault(mode, []).append(name)
     if len(modes) > 1:
         return [(f"decay mode: {mode}", members) for mode, members in modes.items()]
-    title = study_of(results).get("name") or (names[0] if len(names) == 1 else "all scenarios")
+    title = results.study.name or (names[0] if len(names) == 1 else "all scenarios")
     return [(str(title), names)]
 
 
@@ -246,9 +244,9 @@ def _draw_curves(
 
 
 def _loss_panels_data(
-    results: Results, tol: float
+    results: StudyResult, tol: float
 ) -> tuple[list[tuple[str, list[ScenarioCurves]]], dict[frozenset[str], bool], str]:
-    if study_kind(results) == "sweep":
+    if results.study.is_sweep:
         grid = sweep_grid(results)
         best = {b.mode: b.cell for b in best_settings(grid)}
         curves = []
@@ -262,17 +260,17 @@ def _loss_panels_data(
                 )
                 curves.append(scenario_curves(label, cell.runs))
         return [("best setting per decay mode", curves)], {}, "Sweep: loss curves of the best cells"
-    by_name = group_by_name(runs_of(results))
+    by_name = results.by_name()
     panels = [
         (title, [scenario_curves(n, by_name[n]) for n in members])
         for title, members in loss_panels(results)
     ]
     pairs = {frozenset((d.a, d.b)): d.matched for d in twin_deltas(results, tol=tol)}
-    name = study_of(results).get("name")
+    name = results.study.name
     return panels, pairs, f"Loss curves{f' — {name}' if name else ''}"
 
 
-def loss_curves_png(results: Results, *, tol: float = DEFAULT_TOL, dpi: int = DPI) -> bytes:
+def loss_curves_png(results: StudyResult, *, tol: float = DEFAULT_TOL, dpi: int = DPI) -> bytes:
     """PNG of train (top row, solid) and validation (bottom row, dashed) loss per epoch.
 
     For a sweep, the curves of the best cell of each decay mode (all cells of a mode that has
@@ -348,7 +346,8 @@ def _draw_heatmap(ax: Any, grid: SweepGrid, mode: str, norm: Any, cmap: Any) -> 
         np.ma.masked_invalid(acc), origin="lower", cmap=cmap, norm=norm, aspect="auto"
     )
     best = {b.mode: b for b in best_settings(grid)}.get(mode)
-    for i, wd in enumerate(grid.weight_decays):
+    decays = grid.weight_decays[mode]
+    for i, wd in enumerate(decays):
         for j, lr in enumerate(grid.lrs):
             cell = grid.cell(mode, lr, wd)
             if cell is None:
@@ -386,7 +385,7 @@ def _draw_heatmap(ax: Any, grid: SweepGrid, mode: str, norm: Any, cmap: Any) -> 
                 color="white" if dark else "black",
             )
     if best is not None:
-        j, i = grid.lrs.index(best.lr), grid.weight_decays.index(best.weight_decay)
+        j, i = grid.lrs.index(best.lr), decays.index(best.weight_decay)
         ax.add_patch(
             Rectangle(
                 (j - 0.46, i - 0.46), 0.92, 0.92, fill=False, edgecolor=_BEST, linewidth=3, zorder=5
@@ -400,15 +399,15 @@ def _draw_heatmap(ax: Any, grid: SweepGrid, mode: str, norm: Any, cmap: Any) -> 
     else:
         ax.set_title(f"{mode}\nno setting finished on every seed", fontsize=10.5)
     ax.set_xticks(range(len(grid.lrs)), [format_number(v) for v in grid.lrs])
-    ax.set_yticks(range(len(grid.weight_decays)), [format_number(v) for v in grid.weight_decays])
+    ax.set_yticks(range(len(decays)), [format_number(v) for v in decays])
     ax.set_xlabel("learning rate (log grid)")
     ax.set_ylabel("weight decay (log grid)")
     ax.set_xlim(-0.5, len(grid.lrs) - 0.5)
-    ax.set_ylim(-0.5, len(grid.weight_decays) - 0.5)
+    ax.set_ylim(-0.5, len(decays) - 0.5)
     return image
 
 
-def heatmaps_png(results: Results, *, dpi: int = DPI) -> bytes:
+def heatmaps_png(results: StudyResult, *, dpi: int = DPI) -> bytes:
     """PNG of the sweep's mean final test accuracy: one heatmap per decay mode, side by side.
 
     All panels share one colour scale, so the accuracy and the position of each mode's optimum
@@ -429,10 +428,12 @@ def heatmaps_png(results: Results, *, dpi: int = DPI) -> bytes:
     n = len(grid.modes)
     width = 1.05 * len(grid.lrs) + 1.6
     fig = Figure(
-        figsize=(max(4.5, width) * n + 1.2, 0.75 * len(grid.weight_decays) + 2.6),
+        figsize=(max(4.5, width) * n + 1.2,
+                 0.75 * max(len(d) for d in grid.weight_decays.values()) + 2.6),
         layout="constrained",
     )
-    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+    # Modes with their own weight-decay values get their own y axis.
+    axes = fig.subplots(1, n, squeeze=False, sharey=grid.shared_decays)[0]
     image = None
     for ax, mode in zip(axes, grid.modes, strict=True):
         image = _draw_heatmap(ax, grid, mode, norm, cmap)
@@ -451,12 +452,13 @@ def heatmaps_png(results: Results, *, dpi: int = DPI) -> bytes:
 
 
 def save_loss_curves(
-    results: Results, path: str | os.PathLike[str], *, tol: float = DEFAULT_TOL, dpi: int = DPI
+    results: StudyResult, path: str | os.PathLike[str], *, tol: float = DEFAULT_TOL,
+    dpi: int = DPI
 ) -> Path:
     """Write :func:`loss_curves_png` to ``path`` atomically; returns the path."""
     return atomic_write_bytes(path, loss_curves_png(results, tol=tol, dpi=dpi))
 
 
-def save_heatmaps(results: Results, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
+def save_heatmaps(results: StudyResult, path: str | os.PathLike[str], *, dpi: int = DPI) -> Path:
     """Write :func:`heatmaps_png` to ``path`` atomically; returns the path."""
     return atomic_write_bytes(path, heatmaps_png(results, dpi=dpi))

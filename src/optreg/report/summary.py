@@ -1,4 +1,4 @@
-"""Aggregate a study's runs into one summary row per scenario: plain results in, plain data out.
+"""Aggregate a study's runs into one summary row per scenario: typed results in, plain data out.
 
 A *scenario* is a run name; a study may hold several runs of one name that differ only by seed.
 Every metric is summarised over seeds as a :class:`Stat`: the mean and the **sample** standard
@@ -17,11 +17,12 @@ Nothing here imports torch, matplotlib or training code.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from optreg.results import RunResult, StudyResult
 
 __all__ = [
     "DEFAULT_TOL",
@@ -30,115 +31,46 @@ __all__ = [
     "Stat",
     "StoppedRun",
     "TwinDelta",
-    "best_epoch",
     "format_delta",
-    "group_by_name",
-    "run_name",
-    "run_seed",
+    "require_runs",
     "run_status",
-    "runs_of",
     "scenario_curves",
-    "study_kind",
-    "study_of",
     "summarize",
     "twin_deltas",
 ]
 
-Run = Mapping[str, Any]
-Results = Mapping[str, Any]
-
 #: Largest max |Δ| between twins' per-epoch losses that still counts as "the same".
 DEFAULT_TOL = 1e-3
 
-#: Histories compared between twins (``train_objective`` exists only for loss-mode runs).
+#: Histories compared between twins (the data term and the validation loss).
 TWIN_KEYS = ("train_loss", "valid_loss")
 
 _ERROR_CHARS = 80  # a failed run's error is cut to this many characters in the status text
 
 
-# --- access to the plain results --------------------------------------------------------------
+def require_runs(results: StudyResult) -> None:
+    """``ValueError`` when there is nothing to report."""
+    if not results.runs:
+        raise ValueError("the study has no finished run yet: nothing to report")
 
 
-def runs_of(results: Results) -> list[Run]:
-    """The ``runs`` list of a results dict; ``ValueError`` if there is none or it is empty."""
-    if not isinstance(results, Mapping):
-        raise ValueError(f"results must be a dict, got {type(results).__name__}")
-    runs = results.get("runs")
-    if not runs:
-        raise ValueError("results has no runs: nothing to report")
-    return list(runs)
+def curve(run: RunResult, key: str) -> np.ndarray:
+    """One per-epoch history as float64 (NaN where a value was not finite)."""
+    return np.asarray(getattr(run.history, key), dtype=np.float64)
 
 
-def study_of(results: Results) -> Mapping[str, Any]:
-    """The ``study`` block of a results dict (``{}`` when absent)."""
-    return results.get("study") or {}
-
-
-def study_kind(results: Results) -> str:
-    """``study.kind`` if given, else ``sweep`` (a grid), ``train`` (one run) or ``seed``."""
-    study = study_of(results)
-    if study.get("kind"):
-        return str(study["kind"])
-    if study.get("grid"):
-        return "sweep"
-    return "train" if len(runs_of(results)) == 1 else "seed"
-
-
-def run_name(run: Run) -> str:
-    """A run's scenario name (falls back to its config's name, then its id)."""
-    name = run.get("name") or (run.get("config") or {}).get("name") or run.get("id") or "?"
-    return str(name)
-
-
-def run_seed(run: Run) -> int:
-    """A run's seed (its config's when the top-level key is missing; 0 when neither has one)."""
-    seed = run.get("seed")
-    if seed is None:
-        seed = (run.get("config") or {}).get("seed")
-    return int(seed) if seed is not None else 0
-
-
-def group_by_name(runs: Iterable[Run]) -> dict[str, list[Run]]:
-    """Runs grouped by scenario name, names in order of first appearance."""
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(run_name(run), []).append(run)
-    return groups
-
-
-def history(run: Run, key: str) -> np.ndarray:
-    """One per-epoch history as float64 (``None`` entries → NaN; missing key → empty)."""
-    values = (run.get("history") or {}).get(key) or []
-    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _is_ok(run: Run) -> bool:
-    return run.get("status", "ok") == "ok"
-
-
-def run_status(run: Run) -> str:
+def run_status(run: RunResult) -> str:
     """``ok``, ``diverged (epoch e, step s)`` or ``failed: <first line of the error>``."""
-    status = str(run.get("status", "ok"))
-    if status == "diverged":
-        where = run.get("diverged_at") or {}
-        parts = [f"{k} {where[k]}" for k in ("epoch", "step") if where.get(k) is not None]
-        return f"diverged ({', '.join(parts)})" if parts else "diverged"
-    if status == "failed":
-        error = str(run.get("error") or "").strip().splitlines()
-        short = error[0] if error else ""
+    if run.status == "diverged":
+        where = run.diverged_at
+        return "diverged" if where is None else f"diverged (epoch {where.epoch}, step {where.step})"
+    if run.status == "failed":
+        lines = (run.error or "").strip().splitlines()
+        short = lines[0] if lines else ""
         if len(short) > _ERROR_CHARS:
             short = short[: _ERROR_CHARS - 1] + "…"
         return f"failed: {short}" if short else "failed"
-    return status
-
-
-def best_epoch(valid_loss: Sequence[float]) -> int | None:
-    """1-based epoch of the lowest finite validation loss (first one on ties); None if none."""
-    values = np.asarray(valid_loss, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return None
-    return int(np.argmin(np.where(finite, values, np.inf))) + 1
+    return run.status
 
 
 # --- aggregation over seeds -------------------------------------------------------------------
@@ -154,7 +86,7 @@ class Stat:
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Stat | None:
-        """Summarise the non-None values; None when there are none."""
+        """Summarise the values that are not None; None when there are none."""
         xs = np.array([float(v) for v in values if v is not None], dtype=np.float64)
         if xs.size == 0:
             return None
@@ -171,6 +103,7 @@ class ScenarioSummary:
     n_ok: int  # runs with status ok (the ones the metrics average)
     train_acc: Stat | None  # fraction in [0, 1]
     test_acc: Stat | None
+    best_test_acc: Stat | None  # test accuracy of the best validation epoch (held-out only)
     final_train_loss: Stat | None  # last epoch's train (cross-entropy) loss
     final_valid_loss: Stat | None
     best_epoch: Stat | None  # 1-based epoch of the lowest validation loss
@@ -186,45 +119,46 @@ class ScenarioSummary:
         return len(self.seeds)
 
 
-def _final(values: np.ndarray) -> float | None:
-    return float(values[-1]) if values.size else None
+def _final(values: Sequence[float]) -> float | None:
+    return float(values[-1]) if len(values) else None
 
 
-def _scenario_status(runs: Sequence[Run]) -> str:
-    bad = [r for r in runs if not _is_ok(r)]
+def _scenario_status(runs: Sequence[RunResult]) -> str:
+    bad = [r for r in runs if not r.ok]
     if not bad:
         return "ok"
     if len(runs) == 1:
         return run_status(bad[0])
-    return "; ".join(f"seed {run_seed(r)}: {run_status(r)}" for r in bad)
+    return "; ".join(f"seed {r.seed}: {run_status(r)}" for r in bad)
 
 
-def summarize(results: Results, *, tol: float = DEFAULT_TOL) -> list[ScenarioSummary]:
+def summarize(results: StudyResult, *, tol: float = DEFAULT_TOL) -> list[ScenarioSummary]:
     """One :class:`ScenarioSummary` per scenario name, in order of first appearance.
 
     ``tol`` is the largest max |Δ| between twins' losses that the matches column calls equal.
     """
-    by_name = group_by_name(runs_of(results))
-    descriptions = study_of(results).get("descriptions") or {}
+    require_runs(results)
+    descriptions = results.study.descriptions
     match_text = _match_texts(twin_deltas(results, tol=tol))
     rows = []
-    for name, runs in by_name.items():
-        ok = [r for r in runs if _is_ok(r)]
+    for name, runs in results.by_name().items():
+        ok = [r for r in runs if r.ok]
         rows.append(
             ScenarioSummary(
                 name=name,
-                seeds=tuple(run_seed(r) for r in runs),
+                seeds=tuple(r.seed for r in runs),
                 n_ok=len(ok),
-                train_acc=Stat.of(r.get("train_acc") for r in ok),
-                test_acc=Stat.of(r.get("test_acc") for r in ok),
-                final_train_loss=Stat.of(_final(history(r, "train_loss")) for r in ok),
-                final_valid_loss=Stat.of(_final(history(r, "valid_loss")) for r in ok),
-                best_epoch=Stat.of(best_epoch(history(r, "valid_loss")) for r in ok),
-                wall_s=Stat.of(r.get("wall_s") for r in ok),
-                img_per_s=Stat.of(r.get("train_img_per_s") for r in ok),
+                train_acc=Stat.of(r.train_acc for r in ok),
+                test_acc=Stat.of(r.test_acc for r in ok),
+                best_test_acc=Stat.of(r.best_test_acc for r in ok),
+                final_train_loss=Stat.of(_final(r.history.train_loss) for r in ok),
+                final_valid_loss=Stat.of(_final(r.history.valid_loss) for r in ok),
+                best_epoch=Stat.of(r.best_epoch for r in ok),
+                wall_s=Stat.of(r.wall_s for r in ok),
+                img_per_s=Stat.of(r.train_img_per_s for r in ok),
                 status=_scenario_status(runs),
                 matches="; ".join(match_text.get(name, [])),
-                description=str(descriptions.get(name, "")),
+                description=descriptions.get(name, ""),
             )
         )
     return rows
@@ -269,7 +203,7 @@ class TwinDelta:
         return "≠" if self.comparable else "?"
 
     def describe(self, other: str) -> str:
-        """The matches-column text seen from the twin that is not ``other``'s partner."""
+        """The matches-column text seen from the twin that is not ``other``."""
         detail = self.note or f"max Δ {format_delta(self.max_delta)}"
         if self.comparable and self.note:
             detail = f"{self.note}; max Δ {format_delta(self.max_delta)}"
@@ -296,27 +230,27 @@ def _abs_diff(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return d
 
 
-def _compare(a: str, b: str, runs_a: Sequence[Run], runs_b: Sequence[Run], tol: float) -> TwinDelta:
-    by_seed_b = {}
+def _compare(a: str, b: str, runs_a: Sequence[RunResult], runs_b: Sequence[RunResult],
+             tol: float) -> TwinDelta:
+    by_seed_b: dict[int, RunResult] = {}
     for r in runs_b:
-        by_seed_b.setdefault(run_seed(r), r)
+        by_seed_b.setdefault(r.seed, r)
     seeds, deltas, lengths = [], [], []
     note = None
     seen = set()
     for ra in runs_a:
-        seed = run_seed(ra)
-        if seed in seen or seed not in by_seed_b:
+        if ra.seed in seen or ra.seed not in by_seed_b:
             continue
-        seen.add(seed)
-        rb = by_seed_b[seed]
+        seen.add(ra.seed)
+        rb = by_seed_b[ra.seed]
         for key in TWIN_KEYS:
-            ha, hb = history(ra, key), history(rb, key)
+            ha, hb = curve(ra, key), curve(rb, key)
             if ha.size != hb.size and note is None:
                 note = f"{ha.size} vs {hb.size} epochs"
             if ha.size and hb.size:
                 deltas.append(float(_abs_diff(ha, hb).max()))
                 lengths.append(min(ha.size, hb.size))
-        seeds.append(seed)
+        seeds.append(ra.seed)
     if not seeds:
         return TwinDelta(a, b, math.nan, (), 0, tol, note="no common seed")
     if not deltas:
@@ -324,22 +258,22 @@ def _compare(a: str, b: str, runs_a: Sequence[Run], runs_b: Sequence[Run], tol: 
     return TwinDelta(a, b, max(deltas), tuple(seeds), min(lengths), tol, note=note)
 
 
-def twin_deltas(results: Results, *, tol: float = DEFAULT_TOL) -> list[TwinDelta]:
+def twin_deltas(results: StudyResult, *, tol: float = DEFAULT_TOL) -> list[TwinDelta]:
     """Every pair of scenarios in the study's ``matches`` groups, with their max |Δ|.
 
     Pairs come in group order (``a`` before ``b`` within a group). Names without any run are
     skipped; a study without ``matches`` gives ``[]``.
     """
-    by_name = group_by_name(runs_of(results))
+    by_name = results.by_name()
     out = []
-    seen: set[tuple[str, str]] = set()
-    for group in study_of(results).get("matches") or []:
-        names = [str(n) for n in group if str(n) in by_name]
+    seen: set[frozenset[str]] = set()
+    for group in results.study.matches:
+        names = list(dict.fromkeys(n for n in group if n in by_name))
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                if a == b or (a, b) in seen or (b, a) in seen:
+                if frozenset((a, b)) in seen:
                     continue
-                seen.add((a, b))
+                seen.add(frozenset((a, b)))
                 out.append(_compare(a, b, by_name[a], by_name[b], tol))
     return out
 
@@ -382,7 +316,8 @@ class ScenarioCurves:
     stopped: tuple[StoppedRun, ...] = field(default=())
 
 
-def _mean_std(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+def mean_std(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean and sample std (None with one curve) of equal-length curves, epoch by epoch."""
     curves = [c for c in curves if c.size]
     if not curves:
         return np.empty(0), None
@@ -392,19 +327,15 @@ def _mean_std(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | No
     return stack.mean(axis=0), std
 
 
-def scenario_curves(label: str, runs: Sequence[Run]) -> ScenarioCurves:
+def scenario_curves(label: str, runs: Sequence[RunResult]) -> ScenarioCurves:
     """The loss curves of the runs of one scenario (or of one sweep cell), labelled ``label``."""
-    ok = [r for r in runs if _is_ok(r)]
-    train_mean, train_std = _mean_std([history(r, "train_loss") for r in ok])
-    valid_mean, valid_std = _mean_std([history(r, "valid_loss") for r in ok])
+    ok = [r for r in runs if r.ok]
+    train_mean, train_std = mean_std([curve(r, "train_loss") for r in ok])
+    valid_mean, valid_std = mean_std([curve(r, "valid_loss") for r in ok])
     stopped = tuple(
-        StoppedRun(
-            seed=run_seed(r),
-            status=run_status(r),
-            train_loss=history(r, "train_loss"),
-            valid_loss=history(r, "valid_loss"),
-        )
+        StoppedRun(seed=r.seed, status=run_status(r), train_loss=curve(r, "train_loss"),
+                   valid_loss=curve(r, "valid_loss"))
         for r in runs
-        if not _is_ok(r)
+        if not r.ok
     )
     return ScenarioCurves(label, len(ok), train_mean, train_std, valid_mean, valid_std, stopped)

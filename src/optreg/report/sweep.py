@@ -4,7 +4,8 @@ A cell is every run with the same ``decay_mode``, ``weight_decay`` and ``lr`` (o
 Its score is the mean final test accuracy over its seeds (sample std, ``ddof=1``, as in
 :mod:`optreg.report.summary`). A cell is *usable* only when every one of its runs finished ok: a
 setting that diverges for some seed is not a setting to recommend, so it is greyed out in the
-heatmaps and never chosen as the best. Pure data in, pure data out.
+heatmaps and never chosen as the best. Each mode has its own weight-decay axis (a sweep may
+give each mode its own values: their units differ). Pure data in, pure data out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from optreg.report.summary import Results, Run, Stat, run_seed, run_status, runs_of, study_of
+from optreg.report.summary import Stat, require_runs, run_status
+from optreg.results import RunResult, StudyResult
 
 __all__ = ["BestSetting", "SweepCell", "SweepGrid", "best_settings", "sweep_grid"]
 
@@ -31,7 +33,7 @@ class SweepCell:
     n_ok: int
     test_acc: Stat | None  # over the ok runs; fraction in [0, 1]
     status: str  # "ok", "diverged 1/2", "failed 2/2", "diverged 1/2, failed 1/2"
-    runs: tuple[Run, ...] = field(default=(), repr=False, compare=False)
+    runs: tuple[RunResult, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def usable(self) -> bool:
@@ -41,21 +43,28 @@ class SweepCell:
 
 @dataclass(frozen=True)
 class SweepGrid:
-    """The sweep's axes (sorted ascending for lr and weight decay) and its cells."""
+    """The sweep's axes (sorted ascending) and its cells; ``weight_decays`` per mode."""
 
     modes: tuple[str, ...]
     lrs: tuple[float, ...]
-    weight_decays: tuple[float, ...]
+    weight_decays: Mapping[str, tuple[float, ...]]
     cells: Mapping[tuple[str, float, float], SweepCell]
+
+    @property
+    def shared_decays(self) -> bool:
+        """Every mode has the same weight-decay axis."""
+        return len({self.weight_decays[m] for m in self.modes}) <= 1
 
     def cell(self, mode: str, lr: float, weight_decay: float) -> SweepCell | None:
         """The cell at this setting, or None if the sweep has no run there."""
         return self.cells.get((mode, float(lr), float(weight_decay)))
 
     def accuracy(self, mode: str, *, usable_only: bool = True) -> np.ndarray:
-        """Mean test accuracy as a (weight_decay × lr) array; NaN where missing (or unusable)."""
-        out = np.full((len(self.weight_decays), len(self.lrs)), np.nan)
-        for i, wd in enumerate(self.weight_decays):
+        """Mean test accuracy as a (weight_decay × lr) array of ``mode``; NaN where missing (or
+        unusable)."""
+        decays = self.weight_decays[mode]
+        out = np.full((len(decays), len(self.lrs)), np.nan)
+        for i, wd in enumerate(decays):
             for j, lr in enumerate(self.lrs):
                 c = self.cell(mode, lr, wd)
                 if c is not None and c.test_acc is not None and (c.usable or not usable_only):
@@ -75,13 +84,12 @@ class BestSetting:
     cell: SweepCell = field(repr=False, compare=False)
 
 
-def _cell_status(runs: Sequence[Run]) -> str:
+def _cell_status(runs: Sequence[RunResult]) -> str:
     n = len(runs)
     counts: dict[str, int] = {}
     for r in runs:
-        s = str(r.get("status", "ok"))
-        if s != "ok":
-            counts[s] = counts.get(s, 0) + 1
+        if not r.ok:
+            counts[r.status] = counts.get(r.status, 0) + 1
     if not counts:
         return "ok"
     if n == 1:
@@ -90,47 +98,38 @@ def _cell_status(runs: Sequence[Run]) -> str:
 
 
 def _axis(declared: Any, found: Sequence[float]) -> tuple[float, ...]:
-    values = {float(v) for v in (declared or [])} | set(found)
-    return tuple(sorted(values))
+    return tuple(sorted({float(v) for v in (declared or [])} | set(found)))
 
 
-def sweep_grid(results: Results) -> SweepGrid:
-    """Group the runs into cells by ``config.decay_mode``, ``config.lr``, ``config.weight_decay``.
+def sweep_grid(results: StudyResult) -> SweepGrid:
+    """Group the runs into cells by their configs' ``decay_mode``, ``lr`` and ``weight_decay``.
 
-    The axes are the study's ``grid`` values (when given) together with every value that a run
-    used; modes keep the grid's order, then order of first appearance.
+    The axes are the study's ``grid`` values together with every value that a run used; modes
+    keep the grid's order, then order of first appearance.
     """
-    grid = study_of(results).get("grid") or {}
-    groups: dict[tuple[str, float, float], list[Run]] = {}
-    for run in runs_of(results):
-        config = run.get("config") or {}
-        key = (
-            str(config.get("decay_mode", "none")),
-            float(config.get("lr", float("nan"))),
-            float(config.get("weight_decay", 0.0)),
-        )
-        groups.setdefault(key, []).append(run)
-    modes = [str(m) for m in grid.get("mode") or []]
-    modes += [m for m, _, _ in groups if m not in modes]
+    require_runs(results)
+    grid = results.study.grid or {}
+    groups: dict[tuple[str, float, float], list[RunResult]] = {}
+    for run in results.runs:
+        c = run.config
+        groups.setdefault((c.decay_mode, c.lr, c.weight_decay), []).append(run)
+    modes = list(dict.fromkeys([*(grid.get("mode") or []), *(k[0] for k in groups)]))
+    declared = grid.get("weight_decay")
+    decays = {
+        m: _axis(declared.get(m) if isinstance(declared, Mapping) else declared,
+                 [k[2] for k in groups if k[0] == m])
+        for m in modes
+    }
     cells = {}
     for key, runs in groups.items():
-        ok = [r for r in runs if r.get("status", "ok") == "ok"]
+        ok = [r for r in runs if r.ok]
         cells[key] = SweepCell(
-            mode=key[0],
-            lr=key[1],
-            weight_decay=key[2],
-            seeds=tuple(run_seed(r) for r in runs),
-            n_ok=len(ok),
-            test_acc=Stat.of(r.get("test_acc") for r in ok),
-            status=_cell_status(runs),
+            mode=key[0], lr=key[1], weight_decay=key[2], seeds=tuple(r.seed for r in runs),
+            n_ok=len(ok), test_acc=Stat.of(r.test_acc for r in ok), status=_cell_status(runs),
             runs=tuple(runs),
         )
-    return SweepGrid(
-        modes=tuple(dict.fromkeys(modes)),
-        lrs=_axis(grid.get("lr"), [k[1] for k in groups]),
-        weight_decays=_axis(grid.get("weight_decay"), [k[2] for k in groups]),
-        cells=cells,
-    )
+    return SweepGrid(modes=tuple(modes), lrs=_axis(grid.get("lr"), [k[1] for k in groups]),
+                     weight_decays=decays, cells=cells)
 
 
 def best_settings(grid: SweepGrid) -> list[BestSetting]:
@@ -145,7 +144,7 @@ def best_settings(grid: SweepGrid) -> list[BestSetting]:
         if np.isnan(acc).all():
             continue
         i, j = np.unravel_index(int(np.nanargmax(acc)), acc.shape)
-        cell = grid.cell(mode, grid.lrs[j], grid.weight_decays[i])
+        cell = grid.cell(mode, grid.lrs[j], grid.weight_decays[mode][i])
         assert cell is not None and cell.test_acc is not None
         out.append(
             BestSetting(mode, cell.lr, cell.weight_decay, cell.test_acc, len(cell.seeds), cell)

@@ -10,26 +10,19 @@ a value over several seeds reads ``mean ± std`` (sample std, ``ddof=1``), std o
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optreg.report.summary import (
-    DEFAULT_TOL,
-    Results,
-    ScenarioSummary,
-    Stat,
-    study_kind,
-    summarize,
-)
+from optreg.formatting import format_number
+from optreg.report.summary import DEFAULT_TOL, ScenarioSummary, Stat, summarize
 from optreg.report.sweep import BestSetting, SweepGrid, best_settings, sweep_grid
+from optreg.results import StudyResult
 
 __all__ = [
     "MISSING",
     "Table",
     "best_table",
-    "format_number",
     "format_stat",
     "key_value_table",
     "md_escape",
@@ -68,17 +61,6 @@ def format_stat(stat: Stat | None, decimals: int, *, scale: float = 1.0) -> str:
     return mean if stat.std is None else f"{mean} ± {stat.std * scale:.{decimals}f}"
 
 
-def format_number(value: float) -> str:
-    """A hyperparameter compactly: ``0``, ``0.5``, ``1e-2``, ``2.5e-4`` (exponent below 0.1)."""
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    if 0.1 <= abs(value) < 1e4:
-        return f"{value:g}"
-    mantissa, exponent = f"{value:e}".split("e")
-    mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
 def _format_epoch(stat: Stat | None) -> str:
     if stat is None:
         return MISSING
@@ -107,13 +89,17 @@ def summary_table(rows: Sequence[ScenarioSummary], *, matches: bool | None = Non
 
     The matches column is shown when ``matches`` is True, or (None, the default) when any row
     has a matches text. The seeds column reads ``ok/total`` when some runs did not finish ok.
+    With held-out validation, "best-epoch test acc" is the test accuracy of the weights of the
+    best validation epoch (early stopping), beside the final one.
     """
     show_matches = any(r.matches for r in rows) if matches is None else matches
+    show_best = any(r.best_test_acc is not None for r in rows)
     headers = [
         "scenario",
         "seeds",
         "train acc (%)",
         "test acc (%)",
+        *(["best-epoch test acc (%)"] if show_best else []),
         "train loss",
         "valid loss",
         "best epoch",
@@ -121,7 +107,7 @@ def summary_table(rows: Sequence[ScenarioSummary], *, matches: bool | None = Non
         "img/s",
         "status",
     ]
-    align = ["l", "r", "r", "r", "r", "r", "r", "r", "r", "l"]
+    align = ["l", *["r"] * (len(headers) - 2), "l"]
     if show_matches:
         headers.append("matches")
         align.append("l")
@@ -133,6 +119,7 @@ def summary_table(rows: Sequence[ScenarioSummary], *, matches: bool | None = Non
             seeds,
             format_stat(r.train_acc, 2, scale=100),
             format_stat(r.test_acc, 2, scale=100),
+            *([format_stat(r.best_test_acc, 2, scale=100)] if show_best else []),
             format_stat(r.final_train_loss, 4),
             format_stat(r.final_valid_loss, 4),
             _format_epoch(r.best_epoch),
@@ -169,7 +156,7 @@ def sweep_table(grid: SweepGrid) -> Table:
     """Every cell of a sweep: mode, lr, weight decay, test accuracy over seeds, status."""
     rows = []
     for mode in grid.modes:
-        for wd in grid.weight_decays:
+        for wd in grid.weight_decays[mode]:
             for lr in grid.lrs:
                 cell = grid.cell(mode, lr, wd)
                 if cell is None:
@@ -241,13 +228,14 @@ def to_markdown(table: Table) -> str:
     return "\n".join([line(table.headers), rule, *(line(r) for r in table.rows)]) + "\n"
 
 
-def results_tables(results: Results, *, tol: float = DEFAULT_TOL) -> list[tuple[str, Table]]:
+def results_tables(results: StudyResult, *,
+                   tol: float = DEFAULT_TOL) -> list[tuple[str, Table]]:
     """The study's main tables with their titles, by kind.
 
     A sweep gives "Best settings per mode" and "All settings"; a seed study or a single run gives
     "Results" (the :func:`summary_table` of :func:`~optreg.report.summary.summarize`).
     """
-    if study_kind(results) == "sweep":
+    if results.study.is_sweep:
         grid = sweep_grid(results)
         return [
             ("Best settings per mode", best_table(best_settings(grid))),

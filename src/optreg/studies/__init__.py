@@ -1,16 +1,12 @@
-"""Studies: named sets of run configs (the seed study, sweeps), and their execution."""
+"""Studies: named sets of run configs (presets), their output folder, and their execution.
 
-from optreg.studies.execute import OutputExistsError, execute_study
+The presets (:func:`seed_study`, :func:`sweep_study`, :func:`decoupling_study`, …) expand options
+into run configs and a description, and import nothing heavy; :mod:`optreg.studies.execute` runs
+them and :mod:`optreg.studies.output` owns the output folder.
+"""
+
 from optreg.studies.seed import MATCHES, SCENARIO_NAMES, SCENARIOS, seed_study
-from optreg.studies.sweep import (
-    SWEEP_MODES,
-    decoupling_study,
-    parse_floats,
-    parse_ints,
-    parse_modes,
-    sweep_study,
-)
+from optreg.studies.sweep import SWEEP_MODES, decoupling_study, sweep_study
 
-__all__ = ["MATCHES", "SCENARIOS", "SCENARIO_NAMES", "SWEEP_MODES", "OutputExistsError",
-           "decoupling_study", "execute_study", "parse_floats", "parse_ints", "parse_modes",
+__all__ = ["MATCHES", "SCENARIOS", "SCENARIO_NAMES", "SWEEP_MODES", "decoupling_study",
            "seed_study", "sweep_study"]

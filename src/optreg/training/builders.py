@@ -25,11 +25,13 @@ def build_model(config: RunConfig, device: torch.device) -> nn.Module:
 
 
 def build_loss(config: RunConfig, model: nn.Module) -> nn.Module:
-    """optreg's cross-entropy (with λ = wd·B in the loss when decay_mode is "loss") or torch's."""
+    """optreg's cross-entropy (with λ = wd·B in the loss when decay_mode is "loss") or torch's,
+    with the config's label smoothing."""
     if config.loss == "torch":
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     l2 = config.l2 if config.decay_mode == "loss" else 0.0
-    return CrossEntropyLoss(params=model.parameters(), l2=l2, decay=config.decay)
+    return CrossEntropyLoss(label_smoothing=config.label_smoothing, params=model.parameters(),
+                            l2=l2, decay=config.decay)
 
 
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -42,21 +44,26 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
     params = list(model.parameters())
     in_optimizer = config.decay_mode in ("coupled", "decoupled", "paper")
     wd = config.weight_decay if in_optimizer else 0.0
-    if config.implementation == "optreg":
+    if config.implementation == "optreg" and config.optimizer == "adam":
         return Adam(
             params,
             lr=config.lr,
             betas=config.betas,
             eps=config.eps,
             weight_decay=wd,
-            decoupled_weight_decay=config.decay_mode in ("decoupled", "paper"),
             amsgrad=config.amsgrad,
+            decoupled_weight_decay=config.decay_mode in ("decoupled", "paper"),
             decay=config.decay,
             decay_scale="schedule" if config.decay_mode == "paper" else "lr",
+            bias_correction=config.bias_correction,
         )
     groups = param_groups(params, wd, config.decay) if wd > 0 else [{"params": params}]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               dampening=config.dampening)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=config.lr, alpha=config.alpha, eps=config.eps,
+                                   momentum=config.momentum)
     torch_adam = torch.optim.AdamW if config.decay_mode == "decoupled" else torch.optim.Adam
     return torch_adam(
         groups, lr=config.lr, betas=config.betas, eps=config.eps, amsgrad=config.amsgrad,

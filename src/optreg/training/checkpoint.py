@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from optreg.results import atomic_write_bytes
+from optreg.atomic import atomic_write_bytes
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

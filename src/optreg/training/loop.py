@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from optreg.data import Cifar10Split, iterate_batches, normalize, num_batches
+from optreg.results import History
 
 EVAL_BATCH_SIZE = 1000
 
@@ -39,22 +40,37 @@ class EpochResult:
     images: int  # images processed
 
 
-@dataclass
-class History:
-    """Per-epoch metrics of a run; plain lists, serialisable as they are."""
+class StepTrace:
+    """Per-step measurements of the first ``steps`` optimizer steps of a run.
 
-    train_loss: list[float] = field(default_factory=list)
-    train_objective: list[float] = field(default_factory=list)
-    valid_loss: list[float] = field(default_factory=list)
-    valid_acc: list[float] = field(default_factory=list)
-    train_s: list[float] = field(default_factory=list)
+    For step t (1-based, counted over the whole run): ``loss`` is the minimised objective of the
+    batch, and ``update_rms`` = ‖θ_t − θ_{t−1}‖ / √n over all n parameters: the size of what the
+    optimizer did (divide by the learning rate for the effective step in units of lr). Costs one
+    copy of the parameters per traced step, and nothing once ``steps`` are recorded.
+    """
 
-    def as_dict(self, *, with_objective: bool = True) -> dict[str, list[float]]:
-        data = {"train_loss": self.train_loss, "valid_loss": self.valid_loss,
-                "valid_acc": self.valid_acc}
-        if with_objective:
-            data["train_objective"] = self.train_objective
-        return data
+    def __init__(self, steps: int, done: dict[str, list[float]] | None = None) -> None:
+        self.steps = steps
+        self.series: dict[str, list[float]] = done or {"loss": [], "update_rms": []}
+        self._before: torch.Tensor | None = None
+
+    @property
+    def active(self) -> bool:
+        return len(self.series["loss"]) < self.steps
+
+    def before_step(self, model: nn.Module) -> None:
+        self._before = _flat(model)
+
+    def after_step(self, model: nn.Module, loss: torch.Tensor) -> None:
+        assert self._before is not None, "before_step was not called"
+        delta = _flat(model) - self._before
+        self.series["update_rms"].append(delta.square().mean().sqrt().item())
+        self.series["loss"].append(loss.item())
+        self._before = None
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
 
 
 def train_epoch(
@@ -67,15 +83,19 @@ def train_epoch(
     epoch: int,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     generator: torch.Generator | None = None,
+    shuffle: bool = False,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    trace: StepTrace | None = None,
     check_every: int = 100,
     on_steps: Callable[[int], None] | None = None,
 ) -> EpochResult:
     """Train ``model`` for one pass over ``data`` in batches of ``batch_size``.
 
-    The data is taken in stored order, or in a fresh permutation drawn from ``generator`` when
-    one is given. ``criterion`` returns the objective to minimise; if it has a
-    ``last_data_term`` attribute (optreg's :class:`~optreg.CrossEntropyLoss`), that is recorded
-    as the training loss, so an L2 penalty in the loss does not blur comparisons.
+    The data is taken in stored order, or with ``shuffle`` in a fresh permutation drawn from
+    ``generator``. ``transform`` (e.g. augmentation, which draws from ``generator`` too) maps
+    each uint8 batch before it is normalised. ``criterion`` returns the objective to minimise; if
+    it has a ``last_data_term`` attribute (optreg's :class:`~optreg.CrossEntropyLoss`), that is
+    recorded as the training loss, so an L2 penalty in the loss does not blur comparisons.
 
     Raises:
         DivergenceError: a loss was NaN or Inf; names the epoch (1-based) and step (1-based).
@@ -83,8 +103,8 @@ def train_epoch(
     model.train()
     n = len(data)
     n_steps = num_batches(n, batch_size)
-    batches = iterate_batches(data.images, data.labels, batch_size,
-                              shuffle=generator is not None, generator=generator)
+    batches = iterate_batches(data.images, data.labels, batch_size, shuffle=shuffle,
+                              generator=generator)
     data_terms = torch.empty(n_steps, device=data.device)
     objectives = torch.empty(n_steps, device=data.device)
     has_data_term = hasattr(criterion, "last_data_term")
@@ -92,10 +112,17 @@ def train_epoch(
     checked = 0  # steps whose loss was already checked for NaN/Inf
     start_time = time.perf_counter()
     for step, (images, y) in enumerate(batches):
+        if transform is not None:
+            images = transform(images)
         loss = criterion(model(normalize(images)), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        tracing = trace is not None and trace.active
+        if tracing:
+            trace.before_step(model)
         optimizer.step()
+        if tracing:
+            trace.after_step(model, loss)
         if scheduler is not None:
             scheduler.step()
         objectives[step] = loss.detach()
@@ -158,6 +185,9 @@ def fit(
     batch_size: int,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     generator: torch.Generator | None = None,
+    shuffle: bool = False,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    trace: StepTrace | None = None,
     history: History | None = None,
     on_epoch_end: Callable[[int, History], None] | None = None,
     log: Callable[[str], None] = print,
@@ -166,26 +196,30 @@ def fit(
     """Train for ``epochs`` (continuing ``history`` if given), evaluating after each epoch.
 
     After each epoch the train loss (data term), the minimised objective, the validation loss
-    and accuracy and the epoch's training time are appended to the history, a line is logged,
-    and ``on_epoch_end(epoch, history)`` is called (the run uses it to checkpoint).
-    Training time excludes evaluation.
+    and accuracy, the epoch's training and evaluation times and the learning rate are appended to
+    the history, a line is logged, and ``on_epoch_end(epoch, history)`` is called (the run uses it
+    to keep the best weights and to checkpoint). Training time excludes evaluation.
 
     Raises:
         DivergenceError: the training loss became NaN or Inf (the history keeps the epochs
             finished before).
     """
     history = history if history is not None else History()
-    for epoch in range(len(history.train_loss) + 1, epochs + 1):
+    for epoch in range(history.epochs + 1, epochs + 1):
         stats = train_epoch(
             model, criterion, optimizer, train, batch_size=batch_size, epoch=epoch,
-            scheduler=scheduler, generator=generator, on_steps=on_steps,
+            scheduler=scheduler, generator=generator, shuffle=shuffle, transform=transform,
+            trace=trace, on_steps=on_steps,
         )
+        eval_start = time.perf_counter()
         valid_loss, valid_acc = evaluate(model, valid)
+        history.eval_s.append(time.perf_counter() - eval_start)
         history.train_loss.append(stats.train_loss)
         history.train_objective.append(stats.train_objective)
         history.valid_loss.append(valid_loss)
         history.valid_acc.append(valid_acc)
         history.train_s.append(stats.seconds)
+        history.lr.append(float(optimizer.param_groups[0]["lr"]))
         log(f"epoch {epoch}/{epochs}: train loss {stats.train_loss:.4f}, valid loss "
             f"{valid_loss:.4f}, valid acc {valid_acc:.2%}, "
             f"{stats.images / stats.seconds:,.0f} img/s")

@@ -1,0 +1,7 @@
+"""``python -m optreg.cli``: the command line."""
+
+import sys
+
+from optreg.cli.main import main
+
+sys.exit(main())

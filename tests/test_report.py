@@ -553,3 +553,32 @@ def test_failed_run_is_listed_and_escaped(tmp_path: Path) -> None:
     page = paths["html"].read_text(encoding="utf-8")
     assert "x&lt;&amp;&gt;" in page and "failed: x&lt;&amp;&gt;: boom &lt;b&gt;" in page
     assert is_png(paths["loss_curves"])
+
+
+def test_overfitting_and_step_size_sections(tmp_path: Path) -> None:
+    runs = []
+    for name, rise in (("none", 0.3), ("l2", 0.0)):
+        run = make_run(name, 0)
+        valid = [v + rise * max(0, e - 5) / 5 for e, v in enumerate(run.history.valid_loss)]
+        history = dataclasses.replace(run.history, valid_loss=valid)
+        runs.append(dataclasses.replace(
+            run, config=run.config.replace(valid_size=100, trace_steps=3), history=history,
+            best_epoch=history.best_epoch(), best_test_acc=0.5,
+            trace={"loss": [2.3, 2.2, 2.1], "update_rms": [1e-3, 2e-3, 3e-3]}))
+    results = study_of(runs)
+    titles = [title for title, _ in results_tables(results)]
+    assert titles == ["Results", "Overfitting", "Effective step ‖Δθ‖_rms / lr"]
+    (_, _), (_, gaps), (_, steps) = results_tables(results)
+    gap = {row[0]: row for row in gaps.rows}
+    expected = runs[0].history.valid_loss[-1] - runs[0].history.train_loss[-1]
+    assert gap["none"][1] == f"{expected:.4f}"
+    for run in runs:  # how far the validation loss rose after its lowest epoch
+        valid = run.history.valid_loss
+        assert gap[run.name][2] == f"{valid[-1] - min(valid):.4f}"
+    assert float(gap["none"][2]) > float(gap["l2"][2]) + 0.2
+    assert steps.rows[0] == ("none", "1", "2")  # update_rms / lr at steps 1 and 2
+    paths = write_report(results, tmp_path)
+    assert {"gap_curves", "step_sizes"} <= set(paths)
+    assert is_png(paths["gap_curves"]) and is_png(paths["step_sizes"])
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert "(gap_curves.png)" in md and "(step_sizes.png)" in md

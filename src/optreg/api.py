@@ -33,7 +33,13 @@ from optreg.config import ConfigError, RunConfig
 from optreg.regularization import l2_to_weight_decay
 from optreg.results import Study, StudyResult
 from optreg.runtime import resolve_device, usable_cores
-from optreg.studies import decoupling_study, seed_study, sweep_study
+from optreg.studies import (
+    adam_parts_study,
+    decoupling_study,
+    overfitting_study,
+    seed_study,
+    sweep_study,
+)
 from optreg.studies.output import Identity, StudyFolder, recorded_threads
 
 __all__ = ["STUDIES", "Execution", "execute", "run_study", "run_sweep", "train"]
@@ -43,7 +49,9 @@ Preset = Callable[..., tuple[list[RunConfig], dict[str, Any]]]
 #: The named studies: name → the preset function that expands its options into run configs.
 STUDIES: dict[str, Preset] = {
     "seed": seed_study,
+    "overfitting": overfitting_study,
     "decoupling": decoupling_study,
+    "adam-parts": adam_parts_study,
 }
 
 ExecutorName = Literal["local", "ray"]

@@ -18,8 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from optreg.atomic import atomic_write_bytes, atomic_write_text
-from optreg.report.figures import DPI, heatmaps_png, loss_curves_png
-from optreg.report.summary import DEFAULT_TOL, format_delta, require_runs, run_status, twin_deltas
+from optreg.report.figures import (
+    DPI,
+    gap_curves_png,
+    heatmaps_png,
+    loss_curves_png,
+    step_sizes_png,
+)
+from optreg.report.summary import (
+    DEFAULT_TOL,
+    format_delta,
+    held_out,
+    require_runs,
+    run_status,
+    traced,
+    twin_deltas,
+)
 from optreg.report.tables import Table, key_value_table, md_escape, results_tables, to_markdown
 from optreg.results import RunResult, StudyResult
 
@@ -36,7 +50,8 @@ __all__ = [
 ]
 
 #: File names of the figures, by key (the keys of :func:`write_report`'s answer).
-FIGURE_FILES = {"loss_curves": "loss_curves.png", "heatmaps": "heatmaps.png"}
+FIGURE_FILES = {"loss_curves": "loss_curves.png", "heatmaps": "heatmaps.png",
+                "gap_curves": "gap_curves.png", "step_sizes": "step_sizes.png"}
 
 
 @dataclass(frozen=True)
@@ -177,7 +192,7 @@ def build_report(
     require_runs(results)
     study = results.study
     if figures is None:
-        figures = {k: v for k, v in FIGURE_FILES.items() if study.is_sweep or k != "heatmaps"}
+        figures = {k: FIGURE_FILES[k] for k in _figures_of(results)}
     title = f"optreg report: {study.name}"
     blocks: list[Block] = [Paragraph(_overview(results))]
 
@@ -220,6 +235,15 @@ def build_report(
             ]
     for extra_title, table in tables[1:]:
         blocks += [Heading(extra_title), table]
+        if extra_title == "Overfitting" and "gap_curves" in figures:
+            blocks.append(FigureRef(
+                figures["gap_curves"], "Validation minus training loss per epoch",
+                "The generalisation gap: it grows while a model memorises its training images; "
+                "a regularizer that works keeps it small."))
+        if extra_title.startswith("Effective step") and "step_sizes" in figures:
+            blocks.append(FigureRef(
+                figures["step_sizes"], "Effective step of the first optimizer steps",
+                "‖θ_t − θ_{t−1}‖_rms divided by the learning rate, measured in the runs."))
 
     described = [f"{n}: {study.descriptions[n]}" for n in results.by_name()
                  if n in study.descriptions]
@@ -236,6 +260,19 @@ def build_report(
     if machine:
         blocks += [Heading("Machine"), key_value_table(machine, ("item", "value"))]
     return title, blocks
+
+
+def _figures_of(results: StudyResult) -> list[str]:
+    """The figures a study's report has: loss curves always; heatmaps for a sweep; the
+    generalisation gap with held-out validation; step sizes when runs traced their steps."""
+    keys = ["loss_curves"]
+    if results.study.is_sweep:
+        keys.append("heatmaps")
+    elif held_out(results):
+        keys.append("gap_curves")
+    if traced(results):
+        keys.append("step_sizes")
+    return keys
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -342,15 +379,18 @@ def write_report(
 ) -> dict[str, Path]:
     """Write the figures, ``report.md`` and ``report.html`` into ``out_dir`` (created if needed).
 
-    Returns the written paths by key: ``loss_curves``, ``heatmaps`` (sweeps only), ``markdown``,
-    ``html``. Every file is written atomically. ``ValueError`` when ``results`` has no runs.
+    Returns the written paths by key: ``loss_curves``, ``heatmaps`` (sweeps), ``gap_curves``
+    (held-out validation), ``step_sizes`` (traced runs), ``markdown``, ``html``. Every file is
+    written atomically. ``ValueError`` when ``results`` has no runs.
     """
     require_runs(results)  # fail before creating anything
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pngs = {"loss_curves": loss_curves_png(results, tol=tol, dpi=dpi)}
-    if results.study.is_sweep:
-        pngs["heatmaps"] = heatmaps_png(results, dpi=dpi)
+    draw = {"loss_curves": lambda: loss_curves_png(results, tol=tol, dpi=dpi),
+            "heatmaps": lambda: heatmaps_png(results, dpi=dpi),
+            "gap_curves": lambda: gap_curves_png(results, dpi=dpi),
+            "step_sizes": lambda: step_sizes_png(results, dpi=dpi)}
+    pngs = {key: draw[key]() for key in _figures_of(results)}
     written = {key: atomic_write_bytes(out / FIGURE_FILES[key], data) for key, data in pngs.items()}
     title, blocks = build_report(results, figures={k: FIGURE_FILES[k] for k in pngs}, tol=tol)
     images = {FIGURE_FILES[k]: data for k, data in pngs.items()}

@@ -37,8 +37,11 @@ from optreg.formatting import format_number
 from optreg.report.summary import (
     DEFAULT_TOL,
     ScenarioCurves,
+    gap_curve,
+    mean_std,
     require_runs,
     scenario_curves,
+    step_curves,
     twin_deltas,
 )
 from optreg.report.sweep import SweepGrid, best_settings, sweep_grid
@@ -46,11 +49,13 @@ from optreg.results import StudyResult
 
 __all__ = [
     "DPI",
+    "gap_curves_png",
     "heatmaps_png",
     "loss_curves_png",
     "loss_panels",
     "save_heatmaps",
     "save_loss_curves",
+    "step_sizes_png",
 ]
 
 DPI = 120
@@ -332,6 +337,65 @@ def loss_curves_png(results: StudyResult, *, tol: float = DEFAULT_TOL, dpi: int 
         legend.append("✕: where a diverged/failed run stopped")
     width = int(fig.get_figwidth() * 14)  # characters that fit across the figure at 10 pt
     fig.suptitle(title + "\n" + textwrap.fill("; ".join(legend), width), fontsize=10)
+    return _png(fig, dpi)
+
+
+# --- overfitting and step sizes ----------------------------------------------------------------
+
+
+def gap_curves_png(results: StudyResult, *, dpi: int = DPI) -> bytes:
+    """PNG of the generalisation gap, validation minus training loss, per epoch: one panel per
+    panel of the loss curves, mean ± 1 sample std over each scenario's ok seeds."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    by_name = results.by_name()
+    panels = loss_panels(results)
+    names = list(dict.fromkeys(n for _, members in panels for n in members))
+    colors = dict(zip(names, _palette(len(names)), strict=True))
+    fig = Figure(figsize=(max(5.5, 4.8 * len(panels)), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, members) in zip(axes, panels, strict=True):
+        for name in members:
+            mean, std = mean_std([gap_curve(r) for r in by_name[name] if r.ok])
+            if not mean.size:
+                continue
+            epochs = np.arange(1, mean.size + 1)
+            ax.plot(epochs, mean, color=colors[name], linewidth=1.8, label=name)
+            if std is not None:
+                ax.fill_between(epochs, mean - std, mean + std, color=colors[name], alpha=0.18,
+                                linewidth=0)
+        ax.axhline(0.0, color="#999999", linewidth=0.8)
+        ax.set_title(title, fontsize=11, fontweight="bold")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7.5, loc="upper left", framealpha=0.85)
+    axes[0].set_ylabel("validation − training loss")
+    fig.suptitle("Generalisation gap (held-out validation); line: mean, band: ±1 sample std "
+                 "over seeds", fontsize=10)
+    return _png(fig, dpi)
+
+
+def step_sizes_png(results: StudyResult, *, dpi: int = DPI) -> bytes:
+    """PNG of the effective step ‖Δθ‖_rms / lr over the traced first steps of each scenario."""
+    from matplotlib.figure import Figure
+
+    curves = step_curves(results)
+    colors = dict(zip(curves, _palette(len(curves)), strict=True))
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for name, (mean, _std) in curves.items():
+        ax.plot(np.arange(1, mean.size + 1), mean, color=colors[name], linewidth=1.6, label=name)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="#999999", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("‖Δθ‖_rms / learning rate")
+    ax.grid(True, which="both", alpha=0.25, linewidth=0.5)
+    ax.legend(fontsize=7.5, framealpha=0.85)
+    ax.set_title("How far each step moves the weights, in units of the learning rate",
+                 fontsize=10)
     return _png(fig, dpi)
 
 

@@ -26,16 +26,23 @@ from optreg.results import RunResult, StudyResult
 
 __all__ = [
     "DEFAULT_TOL",
+    "GapSummary",
     "ScenarioCurves",
     "ScenarioSummary",
     "Stat",
     "StoppedRun",
     "TwinDelta",
+    "effective_steps",
     "format_delta",
+    "gap_curve",
+    "gap_summaries",
+    "held_out",
     "require_runs",
     "run_status",
     "scenario_curves",
+    "step_curves",
     "summarize",
+    "traced",
     "twin_deltas",
 ]
 
@@ -339,3 +346,65 @@ def scenario_curves(label: str, runs: Sequence[RunResult]) -> ScenarioCurves:
         if not r.ok
     )
     return ScenarioCurves(label, len(ok), train_mean, train_std, valid_mean, valid_std, stopped)
+
+
+# --- overfitting and step sizes ---------------------------------------------------------------
+
+
+def held_out(results: StudyResult) -> bool:
+    """Every run validated on held-out training images (the gap is then a generalisation gap)."""
+    return bool(results.runs) and all(r.config.valid_size is not None for r in results.runs)
+
+
+@dataclass(frozen=True)
+class GapSummary:
+    """How one scenario overfits: over its ok runs, the validation-minus-training loss at the
+    end, how far the validation loss rose after its minimum, and the best epoch."""
+
+    name: str
+    final_gap: Stat | None  # valid_loss − train_loss at the last epoch
+    rise: Stat | None  # last valid_loss − lowest valid_loss (0: still improving at the end)
+    best_epoch: Stat | None
+    test_acc: Stat | None
+    best_test_acc: Stat | None
+
+
+def gap_curve(run: RunResult) -> np.ndarray:
+    """valid_loss − train_loss per epoch (the train loss is the data term, without penalty)."""
+    return curve(run, "valid_loss") - curve(run, "train_loss")
+
+
+def gap_summaries(results: StudyResult) -> list[GapSummary]:
+    rows = []
+    for name, runs in results.by_name().items():
+        ok = [r for r in runs if r.ok and r.history.epochs]
+        rows.append(GapSummary(
+            name=name,
+            final_gap=Stat.of(float(gap_curve(r)[-1]) for r in ok),
+            rise=Stat.of(float(curve(r, "valid_loss")[-1] - np.nanmin(curve(r, "valid_loss")))
+                         for r in ok),
+            best_epoch=Stat.of(r.best_epoch for r in ok),
+            test_acc=Stat.of(r.test_acc for r in ok),
+            best_test_acc=Stat.of(r.best_test_acc for r in ok),
+        ))
+    return rows
+
+
+def traced(results: StudyResult) -> bool:
+    return any(r.trace.get("update_rms") for r in results.runs)
+
+
+def effective_steps(run: RunResult) -> np.ndarray:
+    """Per traced step, ‖Δθ‖_rms / γ: the update in units of the learning rate (the config's lr,
+    so this assumes the constant schedule the traced studies use)."""
+    return np.asarray(run.trace.get("update_rms", []), dtype=np.float64) / run.config.lr
+
+
+def step_curves(results: StudyResult) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Scenario → (mean, sample std over seeds) of :func:`effective_steps`, traced runs only."""
+    out = {}
+    for name, runs in results.by_name().items():
+        steps = [effective_steps(r) for r in runs if r.trace.get("update_rms")]
+        if steps:
+            out[name] = mean_std(steps)
+    return out

@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from optreg.formatting import format_number
-from optreg.report.summary import DEFAULT_TOL, ScenarioSummary, Stat, summarize
+from optreg.report.summary import (
+    DEFAULT_TOL,
+    GapSummary,
+    ScenarioSummary,
+    Stat,
+    gap_summaries,
+    held_out,
+    step_curves,
+    summarize,
+    traced,
+)
 from optreg.report.sweep import BestSetting, SweepGrid, best_settings, sweep_grid
 from optreg.results import StudyResult
 
@@ -24,9 +34,11 @@ __all__ = [
     "Table",
     "best_table",
     "format_stat",
+    "gap_table",
     "key_value_table",
     "md_escape",
     "results_tables",
+    "step_table",
     "summary_table",
     "sweep_table",
     "to_markdown",
@@ -181,6 +193,34 @@ def sweep_table(grid: SweepGrid) -> Table:
     )
 
 
+def gap_table(rows: Sequence[GapSummary]) -> Table:
+    """How each scenario overfits (held-out validation): the generalisation gap at the end, the
+    validation loss's rise after its minimum, the best epoch, and the test accuracy of the final
+    and of the best epoch's weights."""
+    body = tuple(
+        (r.name, format_stat(r.final_gap, 4), format_stat(r.rise, 4), _format_epoch(r.best_epoch),
+         format_stat(r.test_acc, 2, scale=100), format_stat(r.best_test_acc, 2, scale=100))
+        for r in rows
+    )
+    return Table(("scenario", "final gap (valid − train loss)", "valid loss rise after its min",
+                  "best epoch", "final test acc (%)", "best-epoch test acc (%)"), body,
+                 ("l", "r", "r", "r", "r", "r"))
+
+
+STEP_COLUMNS = (1, 2, 10, 100)  # traced steps shown in the step-size table
+
+
+def step_table(curves: Mapping[str, tuple[Any, Any]]) -> Table:
+    """The effective step ‖Δθ‖_rms / lr of each traced scenario at a few steps."""
+    columns = [s for s in STEP_COLUMNS if any(len(mean) >= s for mean, _ in curves.values())]
+    body = tuple(
+        (name, *(f"{mean[s - 1]:.3g}" if len(mean) >= s else MISSING for s in columns))
+        for name, (mean, _) in curves.items()
+    )
+    return Table(("scenario", *(f"step {s}" for s in columns)), body,
+                 ("l", *("r" for _ in columns)))
+
+
 def key_value_table(pairs: Mapping[str, Any], headers: tuple[str, str] = ("key", "value")) -> Table:
     """A two-column table of settings or machine facts (lists joined, dicts as JSON)."""
     rows = tuple((str(k), _format_value(v)) for k, v in pairs.items())
@@ -232,8 +272,10 @@ def results_tables(results: StudyResult, *,
                    tol: float = DEFAULT_TOL) -> list[tuple[str, Table]]:
     """The study's main tables with their titles, by kind.
 
-    A sweep gives "Best settings per mode" and "All settings"; a seed study or a single run gives
-    "Results" (the :func:`summary_table` of :func:`~optreg.report.summary.summarize`).
+    A sweep gives "Best settings per mode" and "All settings"; a study of scenarios or a single
+    run gives "Results" (the :func:`summary_table` of :func:`~optreg.report.summary.summarize`),
+    then "Overfitting" when it validated on held-out images and "Effective step" when its runs
+    traced their first steps.
     """
     if results.study.is_sweep:
         grid = sweep_grid(results)
@@ -241,4 +283,9 @@ def results_tables(results: StudyResult, *,
             ("Best settings per mode", best_table(best_settings(grid))),
             ("All settings", sweep_table(grid)),
         ]
-    return [("Results", summary_table(summarize(results, tol=tol)))]
+    tables = [("Results", summary_table(summarize(results, tol=tol)))]
+    if held_out(results):
+        tables.append(("Overfitting", gap_table(gap_summaries(results))))
+    if traced(results):
+        tables.append(("Effective step ‖Δθ‖_rms / lr", step_table(step_curves(results))))
+    return tables

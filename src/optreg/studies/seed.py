@@ -8,35 +8,10 @@ coefficient is wd = 0.1/32 — except in ``torch-adam-wd``, which is how torch u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from optreg.config import ConfigError, RunConfig, check_unique
-from optreg.regularization import l2_to_weight_decay
-
-EXERCISE_L2 = 0.1  # the exercise's λ, at its batch size
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A named config template; :meth:`build` fills in the study-wide settings.
-
-    ``exercise_l2``: the scenario regularises with the exercise's "L2 = 0.1", i.e.
-    ``weight_decay = 0.1 / batch_size`` at whatever batch size the study runs.
-    """
-
-    name: str
-    description: str
-    options: dict[str, Any] = field(default_factory=dict)
-    exercise_l2: bool = False
-
-    def build(self, *, seed: int, batch_size: int, epochs: int, **data: Any) -> RunConfig:
-        options = dict(self.options)
-        if self.exercise_l2:
-            options["weight_decay"] = l2_to_weight_decay(EXERCISE_L2, batch_size)
-        return RunConfig(name=self.name, seed=seed, batch_size=batch_size, epochs=epochs,
-                         **data, **options)
-
+from optreg.config import RunConfig
+from optreg.studies.scenarios import EXERCISE_L2, Scenario, scenario_study
 
 _TORCH = {"loss": "torch", "implementation": "torch"}
 SCENARIOS: tuple[Scenario, ...] = (
@@ -83,37 +58,13 @@ def seed_study(
     valid_size: int | None = None,
     test_size: int | None = None,
 ) -> tuple[list[RunConfig], dict[str, Any]]:
-    """The run configs of the seed study and its description (matches, panels, descriptions).
-
-    Runs are ordered seed-major (every scenario of seed 0, then of seed 1, …). Validation is the
-    test split, as in the exercise, unless ``valid_size`` holds out training images.
-    """
-    unknown = sorted(set(only or ()) - set(SCENARIO_NAMES))
-    if unknown:
-        raise ConfigError(
-            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIO_NAMES)}"
-        )
-    if not seeds:
-        raise ConfigError("seeds: give at least one seed")
-    check_unique(seeds, "seeds")
-    chosen = [s for s in SCENARIOS if only is None or s.name in only]
-    configs = [
-        s.build(seed=seed, batch_size=batch_size, epochs=epochs, train_size=train_size,
-                valid_size=valid_size, test_size=test_size)
-        for seed in seeds
-        for s in chosen
-    ]
-    names = {s.name for s in chosen}
-    description = {
-        "name": "seed",
-        "kind": "seed",
-        "settings": {"seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
-                     "only": None if only is None else list(only), "train_size": train_size,
-                     "valid_size": valid_size, "test_size": test_size},
-        "descriptions": {s.name: s.description for s in chosen},
-        "matches": [[n for n in g if n in names] for g in MATCHES
-                    if len(names.intersection(g)) > 1],
-        "panels": {title: [n for n in group if n in names] for title, group in PANELS.items()
-                   if names.intersection(group)},
-    }
-    return configs, description
+    """The exercise's scenarios (SGD vs Adam, optreg vs torch, L2 in the loss, in the optimizer,
+    decoupled), one run per scenario and seed; validation on the test split, as the exercise,
+    unless ``valid_size`` holds out training images."""
+    settings = {"seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
+                "only": None if only is None else list(only), "train_size": train_size,
+                "valid_size": valid_size, "test_size": test_size}
+    return scenario_study("seed", SCENARIOS, seeds=seeds, only=only, matches=MATCHES,
+                          panels=PANELS, settings=settings, batch_size=batch_size,
+                          epochs=epochs, train_size=train_size, valid_size=valid_size,
+                          test_size=test_size)

@@ -140,13 +140,14 @@ def test_missing_data_says_how_to_point_at_data(
     assert_clean_usage_error(capsys.readouterr().err, str(tmp_path / "elsewhere"))
 
 
-def test_data_too_small_for_a_run_exits_2_naming_the_run(
+def test_data_too_small_for_the_runs_exits_2_naming_the_data(
     data_dir: Path, tmp_path: Path, capsys: Capture
 ) -> None:
     argv = ["study", "seed", "--data-dir", str(data_dir), "--out", str(tmp_path / "out"),
             "--train-size", "100000", "--epochs", "1", "--no-progress"]
     assert main(argv) == 2
-    assert_clean_usage_error(capsys.readouterr().err, "train_size=100000", "sgd")
+    assert_clean_usage_error(capsys.readouterr().err, "train_size=100000", str(data_dir),
+                             "hold only 1024 images")
     assert not (tmp_path / "out").exists()
 
 

@@ -12,27 +12,53 @@ import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Distribution name → the module it provides, where they differ.
-MODULES = {"pillow": "PIL", "ipykernel": "ipykernel", "pyzmq": "zmq"}
 
 
 def _requirement_names(requirements: list[str]) -> set[str]:
     names = set()
     for requirement in requirements:
         name = re.match(r"[A-Za-z0-9_.-]+", requirement)
-        if name and not requirement.startswith("optreg"):
-            names.add(name[0].lower())
+        if name and not requirement.startswith("optreg") and "extra ==" not in requirement:
+            names.add(name[0].lower().replace("_", "-"))
     return names
 
 
+def _with_dependencies(names: set[str]) -> set[str]:
+    """``names`` and everything they require, installed or not (transitively)."""
+    found, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            todo += _requirement_names(metadata.requires(name) or [])
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _top_modules(distribution: str) -> set[str]:
+    try:
+        text = metadata.distribution(distribution).read_text("top_level.txt") or ""
+    except metadata.PackageNotFoundError:
+        return set()
+    modules = {line.strip() for line in text.splitlines() if line.strip()}
+    return modules or {distribution.replace("-", "_")}
+
+
 def extra_only_modules() -> list[str]:
+    """Top-level modules that only an extra brings (not the package's own dependencies)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    core = _requirement_names(project["dependencies"])
+    core = _with_dependencies(_requirement_names(project["dependencies"]))
     extras = set().union(*map(_requirement_names, project["optional-dependencies"].values()))
-    return sorted(MODULES.get(name, name) for name in extras - core)
+    only_extras = {name for name in extras if name not in core}
+    modules = set().union(*(_top_modules(name) or {name} for name in only_extras))
+    return sorted(m for m in modules if not m.startswith("_"))
 
 
 def test_matplotlib_is_a_dependency_of_the_package() -> None:

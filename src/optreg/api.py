@@ -204,15 +204,21 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
     from optreg.report import write_report
     from optreg.studies.execute import execute_study
 
-    device = str(resolve_device(execution.device))
+    try:
+        device = str(resolve_device(execution.device))
+    except ValueError as e:
+        raise ConfigError(f"device: {e}") from None
     _check_optional_parts(execution)
     out = Path(execution.out if execution.out is not None else f"out/{description['name']}")
 
     folder_path = ensure_cifar10(execution.data_dir, download=bool(
         execution.download or execution.download_url), url=_download_url(execution))
     data_id = fingerprint(folder_path)
-    data = load_cifar10(folder_path, train_size=_covering(configs, "train_size"),
-                        test_size=_covering(configs, "test_size"))
+    try:
+        data = load_cifar10(folder_path, train_size=_covering(configs, "train_size"),
+                            test_size=_covering(configs, "test_size"))
+    except DataError as e:
+        raise DataError(f"{e} (data in {folder_path})") from None
     for config in configs:  # every run's splits exist, before any run starts
         try:
             make_splits(data, train_size=config.train_size, valid_size=config.valid_size,

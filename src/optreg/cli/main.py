@@ -303,10 +303,10 @@ def _run_report(args: argparse.Namespace) -> int:
     folder_path = path.parent if path.name == RESULTS_FILE and not path.is_dir() else path
     if not (folder_path / RESULTS_FILE).exists():
         raise UsageError(f"{args.out}: no {RESULTS_FILE} there")
+    result = load_results(folder_path / RESULTS_FILE)  # a damaged file: named, exit 2
+    if not result.runs:
+        raise UsageError(f"{args.out}: no run has finished yet; nothing to report")
     with StudyFolder.for_report(folder_path) as folder:
-        result = load_results(folder.path / RESULTS_FILE)
-        if not result.runs:
-            raise UsageError(f"{args.out}: no run has finished yet; nothing to report")
         write_report(result, folder.path)
     return _summarise(result, folder_path)
 

@@ -47,7 +47,7 @@ from optreg.report.tables import (
 def check_report_dependencies() -> None:
     """Import matplotlib now (a dependency of optreg: this catches a broken install before any
     training starts), or raise MissingExtra with the install hint."""
-    require("matplotlib", purpose="the report's figures")
+    require("matplotlib", purpose="drawing the report's figures")
 
 
 __all__ = [

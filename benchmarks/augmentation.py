@@ -86,8 +86,12 @@ class Trainer:
 def step_cost(images: torch.Tensor, labels: torch.Tensor, pairs: int, block: int) -> dict:
     """Per thread count: ``pairs`` ratios (augmented / plain) of ``block``-step blocks.
 
-    The two blocks of a pair run back to back, in alternating order, and the thread counts take
-    turns pair by pair, so a slow spell of the machine falls on both sides of most ratios.
+    The two blocks of a pair run back to back, and the thread counts take turns. Which thread
+    count goes first flips every pair, so a section of one thread count starts right after a
+    switch every other pair; which side goes first flips every two pairs, so each side runs first
+    after a switch as often as without one. Each section starts with one untimed step of both
+    trainers (thread pool, caches). A slow spell of the machine then falls on both sides of most
+    ratios, and no side is systematically the first after a change of thread count.
     """
     trainers = {
         threads: (Trainer(images, labels, False), Trainer(images, labels, True))
@@ -99,7 +103,8 @@ def step_cost(images: torch.Tensor, labels: torch.Tensor, pairs: int, block: int
         for threads in THREADS if pair % 2 else THREADS[::-1]:
             without, with_ = trainers[threads]
             with execution(threads, flush_denormal=True):
-                if pair % 2:
+                without.seconds(1), with_.seconds(1)
+                if pair // 2 % 2:
                     s_without, s_with = without.seconds(block), with_.seconds(block)
                 else:
                     s_with, s_without = with_.seconds(block), without.seconds(block)

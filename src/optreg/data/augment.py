@@ -30,21 +30,22 @@ the same on every machine and executor, whichever device holds the images.
 **Implementation** (measured by ``benchmarks/augmentation.py``). Every combination k is a fixed
 map from output pixels to pixels of the padded image; the 162 maps are tabulated once per device
 (1.3 MB of indices at p = 4). A batch then costs four tensor operations: draw k, look up each
-image's map, zero-pad the batch, gather. Median µs per call on the project's 2-core AMD EPYC
-(AVX2), 1 thread, each variant drawing its own randomness:
+image's map, zero-pad the batch, gather. Per call on the project's 2-core AMD EPYC (AVX2),
+1 thread, each variant drawing its own randomness (medians; the range over five runs on the
+shared, often loaded machine; relative to this module's time):
 
-=============================================== ============ =============
-implementation                                  batch 32     batch 512
-=============================================== ============ =============
-table gather (this module)                      150          2,000
-index arithmetic per batch + the same gather    220 (1.4×)   2,100 (1.05×)
-unfold into 81 windows + advanced indexing      350 (2.3×)   4,900 (2.4×)
-airbench's masked copies (9 row + 9 column)     1,100 (7×)   11,000 (5.5×)
-=============================================== ============ =============
+=============================================== ============== ==============
+implementation                                  batch 32       batch 512
+=============================================== ============== ==============
+table gather (this module)                      150–180 µs     2.0–2.9 ms
+index arithmetic per batch + the same gather    1.3–1.5×       0.9–1.6×
+unfold into 81 windows + advanced indexing      2.0–2.3×       1.7–3.4×
+airbench's masked copies (9 row + 9 column)     6–7×           4–6.5×
+=============================================== ============== ==============
 
-The ranking is the same at 2 threads. At batch 32, 150 µs is about 2 % of a LeNet-5 training
-step there (8 ms on the shared machine). None of the four operations synchronises a GPU
-(masked indexing would).
+The table wins at batch 32, the training batch, and ties at 512; the ranking is the same at
+2 threads. 150 µs is about 2 % of a LeNet-5 training step at batch 32 on that machine (8 ms).
+None of the four operations synchronises a GPU (masked indexing would).
 """
 
 from __future__ import annotations

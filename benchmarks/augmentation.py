@@ -1,15 +1,15 @@
 """Data augmentation: its cost per training step, and the choice of crop implementation.
 
-    python benchmarks/augmentation.py [--data-dir D] [--rounds 21] [--steps 50] [--calls 100]
+    python benchmarks/augmentation.py [--data-dir D] [--pairs 100] [--block 10] [--rounds 7]
 
 **Step cost.** LeNet-5 at batch 32 with optreg's Adam (lr 1e-3) and cross-entropy, each step as
 the training loop takes it (a uint8 slice, ``normalize``, forward, loss, backward, step), without
 and with :func:`optreg.data.augment.random_crop_flip` (padding 4) before ``normalize``. Two
 models train side by side on the same batches, under :func:`optreg.runtime.execution` as a run
-does (flush-to-zero on). Each round times ``--steps`` steps of each, in alternating order, at 1
-and at 2 torch threads; the ratio (step with augmentation / step without) is taken per round and
-the median over rounds reported, so a slow period of this shared machine hits both sides alike.
-The goal is a ratio ≤ 1.10.
+does (flush-to-zero on). Blocks of ``--block`` steps of each run back to back in alternating
+order, at 1 and at 2 torch threads by turns; each pair of blocks gives a ratio (step with
+augmentation / step without), and the median and quartiles over ``--pairs`` pairs are reported,
+so a slow period of this shared machine hits both sides alike. The goal is a ratio ≤ 1.10.
 
 **Crop implementations**, µs per call at batch 32 and 512, 1 and 2 threads, each including its
 random draws, checked equal to the library on the same draws first:
@@ -21,7 +21,9 @@ random draws, checked equal to the library on the same draws first:
 * ``airbench masks``: one masked copy per row shift and one per column shift (airbench's
   ``batch_crop`` for r > 2), then the flip with ``torch.where``.
 
-Results go to ``benchmarks/results/augmentation.json`` with a description of the machine. Without
+With the defaults it takes about 40 s on an idle 2-core machine. Results go to
+``benchmarks/results/augmentation.json`` with a description of the machine and its load average
+(1 min) before and after, which says whether the machine was idle. Without
 ``--data-dir`` the images are optreg's synthetic CIFAR-10 look-alikes (the step's cost does not
 depend on the pixels).
 """
@@ -29,6 +31,7 @@ depend on the pixels).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -37,9 +40,9 @@ import torch
 from torch.nn import functional as F
 
 from optreg import Adam, CrossEntropyLoss, LeNet5
-from optreg.atomic import write_json
 from optreg.data import load_cifar10, normalize, synthetic_cifar10
 from optreg.data.augment import DEFAULT_PADDING, random_crop_flip
+from optreg.results import write_json
 from optreg.runtime import execution, machine_info
 
 BATCH = 32
@@ -61,48 +64,63 @@ class Trainer:
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.images, self.labels = images, labels
         self.generator = torch.Generator().manual_seed(0) if augment else None
+        self.batch = 0  # the next batch; wraps around at the end of the images
 
     def seconds(self, steps: int) -> float:
+        """Wall time of the next ``steps`` training steps."""
+        n_batches = len(self.images) // BATCH
         start = time.perf_counter()
-        for i in range(steps):
-            x = self.images[i * BATCH : (i + 1) * BATCH]
+        for _ in range(steps):
+            rows = slice(self.batch * BATCH, (self.batch + 1) * BATCH)
+            self.batch = (self.batch + 1) % n_batches
+            x = self.images[rows]
             if self.generator is not None:
                 x = random_crop_flip(x, self.generator)
-            y = self.labels[i * BATCH : (i + 1) * BATCH]
-            loss = self.criterion(self.model(normalize(x)), y)
+            loss = self.criterion(self.model(normalize(x)), self.labels[rows])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
         return time.perf_counter() - start
 
 
-def step_cost(images: torch.Tensor, labels: torch.Tensor, rounds: int, steps: int) -> dict:
+def step_cost(images: torch.Tensor, labels: torch.Tensor, pairs: int, block: int) -> dict:
+    """Per thread count: ``pairs`` ratios (augmented / plain) of ``block``-step blocks.
+
+    The two blocks of a pair run back to back, and the thread counts take turns. Which thread
+    count goes first flips every pair, so a section of one thread count starts right after a
+    switch every other pair; which side goes first flips every two pairs, so each side runs first
+    after a switch as often as without one. Each section starts with one untimed step of both
+    trainers (thread pool, caches). A slow spell of the machine then falls on both sides of most
+    ratios, and no side is systematically the first after a change of thread count.
+    """
     trainers = {
         threads: (Trainer(images, labels, False), Trainer(images, labels, True))
         for threads in THREADS
     }
     plain: dict[int, list[float]] = {t: [] for t in THREADS}
     augmented: dict[int, list[float]] = {t: [] for t in THREADS}
-    for r in range(-1, rounds):  # round -1 warms up (allocator, oneDNN primitives)
-        for threads in THREADS if r % 2 else THREADS[::-1]:
+    for pair in range(-2, pairs):  # the first two pairs warm up (allocator, oneDNN primitives)
+        for threads in THREADS if pair % 2 else THREADS[::-1]:
             without, with_ = trainers[threads]
             with execution(threads, flush_denormal=True):
-                if r % 2:
-                    s_without, s_with = without.seconds(steps), with_.seconds(steps)
+                without.seconds(1), with_.seconds(1)
+                if pair // 2 % 2:
+                    s_without, s_with = without.seconds(block), with_.seconds(block)
                 else:
-                    s_with, s_without = with_.seconds(steps), without.seconds(steps)
-            if r >= 0:
-                plain[threads].append(s_without / steps)
-                augmented[threads].append(s_with / steps)
+                    s_with, s_without = with_.seconds(block), without.seconds(block)
+            if pair >= 0:
+                plain[threads].append(s_without / block)
+                augmented[threads].append(s_with / block)
     rows = {}
     for threads in THREADS:
         ratios = [a / p for a, p in zip(augmented[threads], plain[threads], strict=True)]
+        q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         rows[str(threads)] = {
             "ms_per_step_plain_median": 1e3 * statistics.median(plain[threads]),
             "ms_per_step_augmented_median": 1e3 * statistics.median(augmented[threads]),
-            "ratio_median": statistics.median(ratios),
-            "ratio_min": min(ratios),
-            "ratio_max": max(ratios),
+            "ratio_median": median,
+            "ratio_q1": q1,
+            "ratio_q3": q3,
         }
     return rows
 
@@ -212,8 +230,9 @@ def crop_timings(images: torch.Tensor, rounds: int, calls: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="CIFAR-10 files (default: synthetic images)")
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--steps", type=int, default=50, help="steps per variant per round")
+    parser.add_argument("--pairs", type=int, default=100, help="block pairs per thread count")
+    parser.add_argument("--block", type=int, default=10, help="training steps per block")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of crop timings")
     parser.add_argument(
         "--calls",
         type=int,
@@ -223,27 +242,28 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/augmentation.json")
     args = parser.parse_args()
 
-    n = max(args.steps * BATCH, max(CROP_BATCHES))
+    n = 100 * BATCH  # the step blocks cycle through these images (≥ the largest crop batch)
     if args.data_dir:
         data, source = load_cifar10(args.data_dir, train_size=n, test_size=1), args.data_dir
     else:
         data, source = synthetic_cifar10(n_train=n, n_test=1), "synthetic"
     images, labels = data.train.images, data.train.labels
+    load_before = os.getloadavg()[0]
 
     print(
-        f"step cost: LeNet-5, batch {BATCH}, optreg Adam + CE, {args.rounds} rounds × "
-        f"{args.steps} steps, images: {source}"
+        f"step cost: LeNet-5, batch {BATCH}, optreg Adam + CE, {args.pairs} pairs of "
+        f"{args.block}-step blocks, images: {source}"
     )
-    steps = step_cost(images, labels, args.rounds, args.steps)
+    steps = step_cost(images, labels, args.pairs, args.block)
     print(
         f"{'threads':>7} {'ms/step plain':>14} {'ms/step aug':>12} {'ratio (median)':>15} "
-        f"{'range':>12}"
+        f"{'[q1, q3]':>14}"
     )
     for threads, row in steps.items():
         print(
             f"{threads:>7} {row['ms_per_step_plain_median']:>14.3f} "
             f"{row['ms_per_step_augmented_median']:>12.3f} {row['ratio_median']:>15.3f} "
-            f"{row['ratio_min']:>6.3f}–{row['ratio_max']:.3f}"
+            f"  [{row['ratio_q1']:.3f}, {row['ratio_q3']:.3f}]"
         )
 
     crops: dict[str, dict[str, dict]] = {}
@@ -268,11 +288,13 @@ def main() -> None:
         args.out,
         {
             "machine": machine_info(),
+            "load_avg_1min": [load_before, os.getloadavg()[0]],
             "images": source,
             "batch": BATCH,
             "padding": P,
+            "pairs": args.pairs,
+            "block": args.block,
             "rounds": args.rounds,
-            "steps": args.steps,
             "calls": args.calls,
             "step_cost": steps,
             "crop_us": crops,

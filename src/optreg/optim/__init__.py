@@ -8,5 +8,6 @@ functional forms live in their modules (``optreg.optim.adam.adam``).
 """
 
 from optreg.optim.adam import Adam, AdamW
+from optreg.optim.sgd import SGD
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["SGD", "Adam", "AdamW"]

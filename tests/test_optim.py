@@ -8,7 +8,6 @@ dicts; the rest of the ``torch.optim.Optimizer`` API; argument validation.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import re
 from collections.abc import Callable
@@ -22,6 +21,18 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import optreg.optim.adam as adam_module
+from optim_helpers import (
+    BUCKET_SHAPES,
+    MODELS,
+    SHAPES,
+    assert_equal_params,
+    assert_same_params,
+    random_params,
+    run_random_grads,
+    train,
+    twins,
+)
+from optim_helpers import torch_signature_matches as _torch_signature_matches
 from optreg.optim import Adam, AdamW
 from optreg.optim import _common as common
 from optreg.optim._common import default_foreach
@@ -39,83 +50,6 @@ def _one_thread():
 
 
 # ----------------------------------------------------------------------------- models and runs
-
-
-class Varied(nn.Module):
-    """Parameters of every rank 0-3, so decay="weights" and "all" differ in several ways."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(1.0))  # 0-D
-        self.weight = nn.Parameter(torch.randn(4, 25) / 5)  # 2-D
-        self.bias = nn.Parameter(torch.zeros(4))  # 1-D
-        self.tensor = nn.Parameter(torch.randn(3, 4, 5) / 3)  # 3-D
-        self.readout = nn.Parameter(torch.randn(5) / 3)  # 1-D
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.scale * x @ self.weight.T + self.bias)
-        mixed = h @ self.tensor.transpose(0, 1).reshape(4, 15)  # Σ_j h_bj T_kjl, as (B, k·l)
-        return mixed.view(-1, 3, 5) @ self.readout
-
-
-def mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Linear(25, 16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3)
-    )
-
-
-def convnet() -> nn.Module:
-    return nn.Sequential(
-        nn.Unflatten(1, (1, 5, 5)),
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(4, 6, 3),
-        nn.Flatten(),
-        nn.Linear(6 * 3 * 3, 3),
-    )
-
-
-MODELS: dict[str, Callable[[], nn.Module]] = {"mlp": mlp, "convnet": convnet, "varied": Varied}
-
-
-def train(
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    steps: int,
-    *,
-    seed: int = 0,
-    start: int = 0,
-    sign: float = 1.0,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-) -> None:
-    """``steps`` real training steps on random data; batch ``k`` depends only on (seed, k)."""
-    dtype = next(model.parameters()).dtype
-    for k in range(start, start + steps):
-        g = torch.Generator().manual_seed(seed * 100_003 + k)
-        x = torch.randn(8, 25, generator=g, dtype=dtype)
-        y = torch.randint(0, 3, (8,), generator=g)
-        opt.zero_grad()
-        (sign * F.cross_entropy(model(x), y)).backward()
-        opt.step()
-        if scheduler is not None:
-            scheduler.step()
-
-
-def twins(name: str, dtype: torch.dtype) -> tuple[nn.Module, nn.Module]:
-    torch.manual_seed(0)
-    model = MODELS[name]().to(dtype)
-    return model, copy.deepcopy(model)
-
-
-def assert_same_params(a: nn.Module, b: nn.Module, dtype: torch.dtype) -> None:
-    tol = {"atol": 1e-6, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-12}
-    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(pa, pb, **tol)
-
-
-def assert_equal_params(a: nn.Module, b: nn.Module) -> None:
-    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-        assert torch.equal(pa, pb)
 
 
 WD = 0.05
@@ -216,9 +150,6 @@ def test_matches_torch_over_300_training_steps(variant, model_name, dtype):
     assert not any(torch.equal(a, b) for a, b in zip(start, params[0], strict=True)), "must move"
 
 
-SHAPES = st.lists(
-    st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5
-)
 HYPER = st.fixed_dictionaries(
     {
         "lr": st.sampled_from([1e-3, 3e-2, 0.5]),
@@ -229,21 +160,6 @@ HYPER = st.fixed_dictionaries(
         "maximize": st.booleans(),
     }
 )
-
-
-def random_params(shapes, dtype, seed) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in shapes]
-
-
-def run_random_grads(params, opt, steps, seed) -> None:
-    """``steps`` steps with random gradients (some tensors skip some steps: grad None)."""
-    g = torch.Generator().manual_seed(seed + 1)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
-            p.grad = None if (i + k) % 4 == 3 else grad
-        opt.step()
 
 
 @settings(max_examples=40, deadline=None)
@@ -836,9 +752,6 @@ def test_adamw_rejects_negative_weight_decay():
         AdamW([torch.zeros(2, requires_grad=True)], weight_decay=-1.0)
 
 
-BUCKET_SHAPES = [(7, 5), (40,), (3, 4, 5), (), (6, 6, 2, 2), (90, 3), (11,)]
-
-
 def test_cache_buckets_partition_the_params_in_order(monkeypatch):
     monkeypatch.setattr(common, "FOREACH_BUCKET_NUMEL_CPU", 100)
     params = random_params(BUCKET_SHAPES, torch.float32, seed=0)  # 35, 40, 60, 1, 144, 270, 11
@@ -877,17 +790,6 @@ def test_bucketed_foreach_kernel_is_bitwise_torch_foreach(monkeypatch, bucket, o
 
 
 # ----------------------------------------------------------------------------- torch's signature
-
-
-def _torch_signature_matches(ours: type, theirs: type) -> None:
-    """Every parameter of torch's class exists in ours with the same kind, position and default;
-    ours may only add keyword-only parameters after torch's."""
-    mine = list(inspect.signature(ours).parameters.values())
-    torch_params = list(inspect.signature(theirs).parameters.values())
-    assert [(p.name, p.kind, p.default) for p in mine[: len(torch_params)]] == [
-        (p.name, p.kind, p.default) for p in torch_params
-    ]
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in mine[len(torch_params):])
 
 
 @pytest.mark.parametrize(("ours", "theirs"), [(Adam, torch.optim.Adam),

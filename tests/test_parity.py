@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 import optreg.parity
 from optreg.cli import main
-from optreg.optim import Adam
+from optreg.optim import SGD, Adam, RMSprop
 from optreg.parity import ParityRow, format_parity_table, run_parity
 
 
@@ -23,7 +24,8 @@ def test_every_parity_check_passes(rows: list[ParityRow]) -> None:
     assert failed == []
     components = {r.component for r in rows}
     assert {"CrossEntropyLoss", "Adam", "Adam + L2 (weights)", "AdamW (weights)",
-            "CE(l2=λ) + Adam"} <= components
+            "CE(l2=λ) + Adam", "SGD", "SGD Nesterov", "SGD + L2 (weights)", "RMSprop",
+            "RMSprop centered, momentum", "RMSprop + L2 (weights)"} <= components
     for dtype in ("float32", "float64"):  # every component in both precisions
         assert components == {r.component for r in rows if r.setting.endswith(dtype)}
     assert any("foreach" in r.setting for r in rows)
@@ -46,10 +48,14 @@ def test_table_has_a_line_for_every_row(rows: list[ParityRow]) -> None:
     assert set(lines[1]) <= {"-", " "}
     body = lines[2:]
     assert len(body) == len(rows)
+    value_end = lines[0].index("max |Δ| value") + len("max |Δ| value")
+    grad_end = lines[0].index("max |Δ| grad") + len("max |Δ| grad")
     for line, r in zip(body, rows, strict=True):
         assert line.startswith(r.component) and r.counterpart in line and r.setting in line
         assert line.endswith("pass" if r.passed else "FAIL")
-        assert f"{r.max_diff:.2e}" in line
+        # the differences are right-aligned under their headers
+        assert line[:value_end].endswith(f" {r.max_diff:.2e}")
+        assert line[:grad_end].endswith(f" {r.max_grad_diff:.2e}")
 
 
 def test_cli_parity_prints_the_table_and_the_tally(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,22 +67,32 @@ def test_cli_parity_prints_the_table_and_the_tally(capsys: pytest.CaptureFixture
     assert "FAIL" not in out
 
 
-class WrongLrAdam(Adam):
-    """optreg's Adam with a learning rate 10% too high: must not pass for torch's."""
+def with_wrong_lr(cls: type) -> type:
+    """``cls`` with a learning rate 10% too high: must not pass for torch's."""
+    default = inspect.signature(cls).parameters["lr"].default
 
-    def __init__(self, params: Any, lr: float = 1e-3, **options: Any) -> None:
-        super().__init__(params, lr=lr * 1.1, **options)
+    class WrongLr(cls):
+        def __init__(self, params: Any, lr: float = default, **options: Any) -> None:
+            super().__init__(params, lr=lr * 1.1, **options)
+
+    return WrongLr
 
 
+OPTIMIZERS = {"Adam": Adam, "SGD": SGD, "RMSprop": RMSprop}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_a_broken_optimizer_fails_and_exits_1(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(optreg.parity, "Adam", WrongLrAdam)
+    monkeypatch.setattr(optreg.parity, name, with_wrong_lr(OPTIMIZERS[name]))
     assert main(["parity", "--steps", "3"]) == 1
     out = capsys.readouterr().out
     match = re.search(r"(\d+) passed, (\d+) failed", out)
     assert match and int(match[2]) > 0
     failing = {line.split("  ")[0] for line in out.splitlines() if line.endswith("FAIL")}
-    assert {"Adam", "Adam + L2 (weights)", "Adam + L2 (all)", "Adam amsgrad"} <= failing
-    # Untouched components still pass; so do the L2 routes, which use optreg's Adam on both sides.
-    assert not failing & {"CrossEntropyLoss", "AdamW (weights)", "AdamW (all)", "CE(l2=λ) + Adam"}
+    # Exactly the broken optimizer's rows fail, every option of it ("Adam amsgrad", "SGD
+    # Nesterov", ...); AdamW is a class of its own, and the L2 routes and cross-entropy use no
+    # broken code (the L2 routes have optreg's Adam on both sides).
+    components = {line.split("  ")[0] for line in out.splitlines()[2:-1]}
+    assert failing == {c for c in components if c == name or c.startswith(f"{name} ")}

@@ -5,9 +5,11 @@ and compares the results:
 
 * cross-entropy: loss values and gradients w.r.t. the logits, for index and probability targets,
   label smoothing, ignore_index, each reduction and extreme logits (±1e4);
-* optimizers: a small conv net trained for ``steps`` steps on random batches from the same
-  initial weights, optreg's optimizer on one copy and torch's on the other; compared are the
-  final parameters and the last gradients (any difference in the update shows in both);
+* optimizers (Adam, AdamW, SGD, RMSprop, each option that changes the update, both kernels): a
+  small conv net trained for ``steps`` steps on random batches from the same initial weights,
+  optreg's optimizer on one copy and torch's on the other; compared are the final parameters and
+  the last gradients (any difference in the update shows in both). optreg's default
+  ``decay="weights"`` is matched on torch's side by param groups (weight decay on ndim > 1);
 * the two L2 routes: optreg's CE with ``l2=λ`` + Adam against CE + Adam(``weight_decay=λ/B``).
 
 Float32 and float64 each. A check passes when ``|a − b| ≤ atol + rtol·|b|`` everywhere
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from optreg.losses import CrossEntropyLoss
-from optreg.optim import Adam, AdamW
+from optreg.optim import SGD, Adam, AdamW, RMSprop
 from optreg.regularization import is_decayed, l2_to_weight_decay, param_groups
+from optreg.report.tables import Table, to_text
 from optreg.runtime import execution
 
 TOLERANCES = {torch.float32: (1e-6, 1e-5), torch.float64: (1e-12, 1e-10)}  # (atol, rtol)
@@ -143,14 +147,18 @@ def _train(make_optimizer: MakeOptimizer, loss_fn: Callable[[nn.Module], nn.Modu
     return params, grads
 
 
-def _weights_only(torch_optimizer: type, wd: float, **options) -> MakeOptimizer:
+def _weights_only(torch_optimizer: type, wd: float, **options: Any) -> MakeOptimizer:
+    """torch's optimizer with weight decay on the tensors optreg's ``decay="weights"`` picks."""
     return lambda params: torch_optimizer(param_groups(params, wd), **options)
 
 
-def optimizer_rows(steps: int = 300, seed: int = 0) -> list[ParityRow]:
-    wd = 0.05
-    torch_ce = lambda _model: nn.CrossEntropyLoss()  # noqa: E731 - one loss for both sides
-    cases: list[tuple[str, str, str, MakeOptimizer, MakeOptimizer]] = [
+# (component, counterpart, setting, optreg's optimizer, torch's optimizer)
+OptimizerCase = tuple[str, str, str, MakeOptimizer, MakeOptimizer]
+WEIGHT_DECAY = 0.05
+
+
+def _adam_cases(wd: float) -> list[OptimizerCase]:
+    return [
         ("Adam", "torch.optim.Adam", "lr 1e-3",
          lambda p: Adam(p), lambda p: torch.optim.Adam(p)),
         ("Adam + L2 (weights)", "torch Adam, wd on ndim>1 groups", f"wd {wd}",
@@ -167,7 +175,62 @@ def optimizer_rows(steps: int = 300, seed: int = 0) -> list[ParityRow]:
         ("Adam maximize", "torch Adam(maximize=True)", "lr 1e-4",
          lambda p: Adam(p, lr=1e-4, maximize=True),
          lambda p: torch.optim.Adam(p, lr=1e-4, maximize=True)),
-    ]
+    ]  # fmt: skip
+
+
+def _sgd_cases(wd: float) -> list[OptimizerCase]:
+    heavy = {"lr": 1e-2, "momentum": 0.9}
+    nesterov = {**heavy, "nesterov": True}
+    return [
+        ("SGD", "torch.optim.SGD", "lr 1e-2",
+         lambda p: SGD(p, lr=1e-2), lambda p: torch.optim.SGD(p, lr=1e-2)),
+        ("SGD momentum", "torch SGD(momentum=0.9)", "lr 1e-2, μ 0.9",
+         lambda p: SGD(p, **heavy), lambda p: torch.optim.SGD(p, **heavy)),
+        ("SGD momentum, dampening", "torch SGD(momentum=dampening=0.9)", "lr 1e-1, μ = τ = 0.9",
+         lambda p: SGD(p, lr=0.1, momentum=0.9, dampening=0.9),
+         lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.9)),
+        ("SGD Nesterov", "torch SGD(nesterov=True)", "lr 1e-2, μ 0.9",
+         lambda p: SGD(p, **nesterov), lambda p: torch.optim.SGD(p, **nesterov)),
+        ("SGD + L2 (weights)", "torch SGD, wd on ndim>1 groups", f"μ 0.9, wd {wd}",
+         lambda p: SGD(p, weight_decay=wd, **heavy), _weights_only(torch.optim.SGD, wd, **heavy)),
+        ("SGD + L2 (all)", "torch.optim.SGD(weight_decay)", f"Nesterov μ 0.9, wd {wd}",
+         lambda p: SGD(p, weight_decay=wd, decay="all", **nesterov),
+         lambda p: torch.optim.SGD(p, weight_decay=wd, **nesterov)),
+        ("SGD maximize", "torch SGD(maximize=True)", "lr 1e-3, μ 0.9",
+         lambda p: SGD(p, lr=1e-3, momentum=0.9, maximize=True),
+         lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, maximize=True)),
+    ]  # fmt: skip
+
+
+def _rmsprop_cases(wd: float) -> list[OptimizerCase]:
+    both = {"lr": 1e-4, "momentum": 0.9, "centered": True}
+    return [
+        ("RMSprop", "torch.optim.RMSprop", "lr 1e-3",
+         lambda p: RMSprop(p, lr=1e-3), lambda p: torch.optim.RMSprop(p, lr=1e-3)),
+        ("RMSprop centered", "torch RMSprop(centered=True)", "lr 1e-3",
+         lambda p: RMSprop(p, lr=1e-3, centered=True),
+         lambda p: torch.optim.RMSprop(p, lr=1e-3, centered=True)),
+        ("RMSprop momentum", "torch RMSprop(momentum=0.9)", "lr 1e-4, μ 0.9",
+         lambda p: RMSprop(p, lr=1e-4, momentum=0.9),
+         lambda p: torch.optim.RMSprop(p, lr=1e-4, momentum=0.9)),
+        ("RMSprop centered, momentum", "torch RMSprop(centered, momentum)", "lr 1e-4, μ 0.9",
+         lambda p: RMSprop(p, **both), lambda p: torch.optim.RMSprop(p, **both)),
+        ("RMSprop + L2 (weights)", "torch RMSprop, wd on ndim>1 groups", f"lr 1e-3, wd {wd}",
+         lambda p: RMSprop(p, lr=1e-3, weight_decay=wd),
+         _weights_only(torch.optim.RMSprop, wd, lr=1e-3)),
+        ("RMSprop + L2 (all)", "torch.optim.RMSprop(weight_decay)", f"lr 1e-3, wd {wd}",
+         lambda p: RMSprop(p, lr=1e-3, weight_decay=wd, decay="all"),
+         lambda p: torch.optim.RMSprop(p, lr=1e-3, weight_decay=wd)),
+        ("RMSprop maximize", "torch RMSprop(maximize=True)", "lr 1e-4",
+         lambda p: RMSprop(p, lr=1e-4, maximize=True),
+         lambda p: torch.optim.RMSprop(p, lr=1e-4, maximize=True)),
+    ]  # fmt: skip
+
+
+def optimizer_rows(steps: int = 300, seed: int = 0) -> list[ParityRow]:
+    cases = [*_adam_cases(WEIGHT_DECAY), *_sgd_cases(WEIGHT_DECAY),
+             *_rmsprop_cases(WEIGHT_DECAY)]
+    torch_ce = lambda _model: nn.CrossEntropyLoss()  # noqa: E731 - one loss for both sides
     rows = []
     for dtype in (torch.float32, torch.float64):
         for component, counterpart, setting, ours, theirs in cases:
@@ -221,15 +284,18 @@ def run_parity(steps: int = 300, seed: int = 0) -> list[ParityRow]:
         return cross_entropy_rows(seed) + optimizer_rows(steps, seed) + l2_route_rows(steps, seed)
 
 
+PARITY_HEADERS = ("component", "counterpart", "setting", "max |Δ| value", "max |Δ| grad",
+                  "tolerance", "result")
+
+
+def parity_table(rows: list[ParityRow]) -> Table:
+    """The rows as a :class:`~optreg.report.tables.Table`, differences right-aligned."""
+    body = tuple((r.component, r.counterpart, r.setting, f"{r.max_diff:.2e}",
+                  f"{r.max_grad_diff:.2e}", f"{r.atol:.0e} + {r.rtol:.0e}·|x|",
+                  "pass" if r.passed else "FAIL") for r in rows)
+    return Table(PARITY_HEADERS, body, ("l", "l", "l", "r", "r", "l", "l"))
+
+
 def format_parity_table(rows: list[ParityRow]) -> str:
-    """The rows as an aligned text table."""
-    header = ("component", "counterpart", "setting", "max |Δ| value", "max |Δ| grad",
-              "tolerance", "result")
-    body = [(r.component, r.counterpart, r.setting, f"{r.max_diff:.2e}",
-             f"{r.max_grad_diff:.2e}", f"{r.atol:.0e} + {r.rtol:.0e}·|x|",
-             "pass" if r.passed else "FAIL") for r in rows]
-    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *body]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """The rows as an aligned text table (no trailing newline)."""
+    return to_text(parity_table(rows)).removesuffix("\n")

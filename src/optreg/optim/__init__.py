@@ -8,5 +8,7 @@ functional forms live in their modules (``optreg.optim.adam.adam``).
 """
 
 from optreg.optim.adam import Adam, AdamW
+from optreg.optim.rmsprop import RMSprop
+from optreg.optim.sgd import SGD
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop"]

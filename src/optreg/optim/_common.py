@@ -72,6 +72,17 @@ def check_weight_decay(weight_decay: Any) -> None:
                       f"Invalid weight_decay value: {weight_decay}")
 
 
+def check_nonnegative(value: Any, name: str, torch_text: str) -> None:
+    """``value`` must be a number >= 0 (not nan); ``torch_text`` is PyTorch's message for it."""
+    if not number(value, name) >= 0.0:
+        raise invalid(f"{name} must be >= 0, got {value}", torch_text)
+
+
+def check_momentum(momentum: Any) -> None:
+    """A momentum factor μ >= 0, as PyTorch checks it (SGD, RMSprop; μ >= 1 is not refused)."""
+    check_nonnegative(momentum, "momentum", f"Invalid momentum value: {momentum}")
+
+
 def check_unit_interval(value: Any, name: str, torch_text: str) -> None:
     """``value`` must lie in [0, 1) (a beta, an EMA coefficient)."""
     if not 0.0 <= number(value, name) < 1.0:
@@ -125,6 +136,15 @@ def check_homogeneous(params: list[Tensor]) -> None:
 def check_dense(grad: Tensor, name: str) -> None:
     if grad.is_sparse:
         raise RuntimeError(f"optreg.optim.{name} does not support sparse gradients")
+
+
+def scalar(value: float | Tensor) -> float:
+    """A hyperparameter as a Python number: a one-element tensor is read with ``.item()``.
+
+    PyTorch passes such a tensor as an op's ``alpha``/``value``, which reads it the same way
+    (into a double), so the arithmetic, and the bits, are the same as with the tensor.
+    """
+    return value.item() if isinstance(value, Tensor) else value
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -206,3 +226,37 @@ def bucketed(
         return [lists]
     return [tuple([lst[i] for i in bucket] if lst else lst for lst in lists)
             for bucket in buckets]
+
+
+def foreach_add_decay(
+    grads: list[Tensor],
+    params: list[Tensor],
+    decayed: list[bool],
+    weight_decay: float,
+    *,
+    in_place: bool,
+) -> list[Tensor]:
+    """Coupled L2 over lists: g ← g + λ·θ for each tensor i with ``decayed[i]``; return the grads.
+
+    ``in_place=True`` when ``grads`` are the kernel's own copies (e.g. negated for ``maximize``):
+    they are updated in place. Otherwise the decayed entries are replaced by new tensors in a new
+    list, so ``p.grad`` is never written.
+    """
+    index = [i for i, d in enumerate(decayed) if d]
+    if len(index) == len(params):  # every tensor decays (decay="all"): no sub-lists
+        if in_place:
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+            return grads
+        return list(torch._foreach_add(grads, params, alpha=weight_decay))
+    if not index:
+        return grads
+    decay_grads = [grads[i] for i in index]
+    decay_params = [params[i] for i in index]
+    if in_place:
+        torch._foreach_add_(decay_grads, decay_params, alpha=weight_decay)
+        return grads
+    grads = list(grads)
+    for i, g in zip(index, torch._foreach_add(decay_grads, decay_params, alpha=weight_decay),
+                    strict=True):
+        grads[i] = g
+    return grads

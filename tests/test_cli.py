@@ -315,7 +315,7 @@ def test_report_without_results_exits_2(tmp_path: Path, capsys: Capture) -> None
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"\x00\xff random bytes", "not a text file"),
-    (b'{"study": 1, "runs": 5}', "study: expected an object, got an integer"),
+    (b'{"study": 1, "runs": 5}', "runs: expected a list of runs, got an integer"),
     (b'{"study": {}, "runs": [1, 2]}', "runs[0]: expected an object, got an integer"),
     (b'{"study": {}, "runs": [{"name": "x"}]}', "runs[0].config: missing"),
 ])

@@ -1,4 +1,4 @@
-"""The seed study: its nine scenarios, subsets, and a tiny end-to-end study through the CLI."""
+"""The seed study: its ten scenarios, subsets, and a tiny end-to-end study through the CLI."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from optreg.studies import MATCHES, SCENARIO_NAMES, seed_study
 from optreg.studies.execute import execute_study
 from optreg.studies.output import Identity, StudyFolder
 
-ORDER = ("sgd", "torch-adam", "adam", "adam-l2-loss", "adam-l2", "adamw", "torch-adam-l2",
+ORDER = ("sgd", "optreg-sgd", "torch-adam", "adam", "adam-l2-loss", "adam-l2", "adamw", "torch-adam-l2",
          "torch-adamw", "torch-adam-wd")
 L2 = 0.1 / 32
 OPTREG = {"optimizer": "adam", "implementation": "optreg", "loss": "optreg", "lr": 1e-3}
@@ -30,6 +30,8 @@ NO_DECAY = {"weight_decay": 0.0, "decay_mode": "none", "decay": "weights"}
 EXPECTED: dict[str, dict[str, Any]] = {
     "sgd": {"optimizer": "sgd", "implementation": "torch", "loss": "torch", "lr": 0.1,
             "momentum": 0.9, **NO_DECAY},
+    "optreg-sgd": {"optimizer": "sgd", "implementation": "optreg", "loss": "optreg", "lr": 0.1,
+                   "momentum": 0.9, **NO_DECAY},
     "torch-adam": {**TORCH, **NO_DECAY},
     "adam": {**OPTREG, **NO_DECAY},
     "adam-l2-loss": {**OPTREG, "weight_decay": L2, "decay_mode": "loss", "decay": "weights"},
@@ -39,14 +41,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "torch-adamw": {**TORCH, "weight_decay": L2, "decay_mode": "decoupled", "decay": "weights"},
     "torch-adam-wd": {**TORCH, "weight_decay": 0.1, "decay_mode": "coupled", "decay": "all"},
 }
-TWINS = [("adam", "torch-adam"), ("adam-l2-loss", "adam-l2"), ("adam-l2-loss", "torch-adam-l2"),
+TWINS = [("sgd", "optreg-sgd"), ("adam", "torch-adam"), ("adam-l2-loss", "adam-l2"), ("adam-l2-loss", "torch-adam-l2"),
          ("adamw", "torch-adamw")]
 
 
 # --- configs -----------------------------------------------------------------------------------
 
 
-def test_nine_scenarios_in_order_with_the_exercise_settings() -> None:
+def test_ten_scenarios_in_order_with_the_exercise_settings() -> None:
     configs, study = seed_study()
     assert tuple(c.name for c in configs) == ORDER == SCENARIO_NAMES
     for config in configs:
@@ -57,10 +59,10 @@ def test_nine_scenarios_in_order_with_the_exercise_settings() -> None:
         if config.optimizer == "adam":
             assert (config.betas, config.eps, config.amsgrad, config.momentum) == (
                 (0.9, 0.999), 1e-8, False, 0.0)
-    assert len({c.run_id for c in configs}) == 9
+    assert len({c.run_id for c in configs}) == 10
     assert study["matches"] == [list(g) for g in MATCHES] == [
-        ["torch-adam", "adam"], ["adam-l2-loss", "adam-l2", "torch-adam-l2"],
-        ["adamw", "torch-adamw"]]
+        ["sgd", "optreg-sgd"], ["torch-adam", "adam"],
+        ["adam-l2-loss", "adam-l2", "torch-adam-l2"], ["adamw", "torch-adamw"]]
     assert set(study["descriptions"]) == set(ORDER)
     assert sorted(n for panel in study["panels"].values() for n in panel) == sorted(ORDER)
 
@@ -77,7 +79,7 @@ def test_seeds_are_seed_major_and_sizes_are_passed_on() -> None:
     configs, _ = seed_study(seeds=(3, 1), train_size=100, test_size=50)
     assert [(c.seed, c.name) for c in configs] == [(3, n) for n in ORDER] + [(1, n) for n in ORDER]
     assert all((c.train_size, c.test_size) == (100, 50) for c in configs)
-    assert len({c.run_id for c in configs}) == 18
+    assert len({c.run_id for c in configs}) == 20
 
 
 def test_only_keeps_the_canonical_order_and_trims_matches_and_panels() -> None:
@@ -118,7 +120,7 @@ def test_execute_study_refuses_the_same_run_twice(tmp_path: Path, data: Any) -> 
 
 @pytest.fixture(scope="module")
 def study_out(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The nine scenarios, 2 epochs on 256/128 synthetic images, run by ``optreg study seed``."""
+    """The ten scenarios, 2 epochs on 256/128 synthetic images, run by ``optreg study seed``."""
     out = tmp_path_factory.mktemp("seed-study") / "out"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -130,7 +132,7 @@ def study_out(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
             "results": results, "runs": {r["name"]: r for r in results["runs"]}}
 
 
-slow = pytest.mark.slow  # trains: the nine scenarios, end to end
+slow = pytest.mark.slow  # trains: the ten scenarios, end to end
 
 
 @slow
@@ -140,7 +142,7 @@ def test_study_exits_0_and_writes_results_and_report(study_out: dict[str, Any]) 
     for name in ("results.json", "loss_curves.png", "report.html", "report.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "loss_curves.png").read_bytes().startswith(b"\x89PNG")
-    assert len(list((out / "runs").glob("*.json"))) == 9
+    assert len(list((out / "runs").glob("*.json"))) == 10
     assert not (out / "checkpoints").exists()  # removed once every run finished
     assert "Traceback" not in study_out["stderr"]
 
@@ -206,7 +208,7 @@ def test_report_matches_column_says_the_twins_match(study_out: dict[str, Any]) -
     for a, b in TWINS:
         assert f"= {b} (max Δ" in rows[a], rows[a]
         assert f"= {a} (max Δ" in rows[b], rows[b]
-    assert rows["sgd"] == rows["torch-adam-wd"] == ""  # no twin
+    assert rows["torch-adam-wd"] == ""  # no twin
     assert "≠" not in report
     assert "= adam (max Δ" in study_out["stdout"]  # the same table is printed
     html = (study_out["out"] / "report.html").read_text()

@@ -242,9 +242,12 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
             grid=description.get("grid"), reference=description.get("reference"),
             data={"fingerprint": data_id},
         )
+        # Workers (and Ray tasks) may run elsewhere: give them the log folder absolutely.
+        board = None if execution.tensorboard is None else str(
+            Path(execution.tensorboard).expanduser().resolve())
         executor = make_executor(execution.executor, data, device=device, threads=threads,
                                  workers=workers, progress=execution.progress,
-                                 ray_address=execution.ray_address)
+                                 ray_address=execution.ray_address, tensorboard=board)
         result = execute_study(configs, study, folder, executor, progress=execution.progress)
         write_report(result, folder.path)
     return result

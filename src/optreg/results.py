@@ -25,6 +25,7 @@ the field; results written by optreg 0.1.0 (no ``schema`` key) are upgraded on l
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any, Literal, get_args
 
 from optreg.atomic import read_json, write_json
 from optreg.config import ConfigError, RunConfig
+from optreg.extras import require
 
 __all__ = [
     "RESULTS_FILE",
@@ -466,6 +468,74 @@ class StudyResult:
         for run in self.runs:
             groups.setdefault(run.name, []).append(run)
         return groups
+
+    # --- for notebooks and pandas ---------------------------------------------------------------
+    def to_dataframe(self) -> Any:
+        """One row per run (pandas, the ``pandas`` extra): ``name``, ``seed``, ``id``,
+        ``status``, the accuracies (``train_acc``, ``test_acc``, ``best_test_acc``, fractions),
+        ``best_epoch``, ``epochs`` (finished), the final ``train_loss`` and ``valid_loss``, the
+        times (``wall_s``, ``train_s``, ``eval_s``, ``train_img_per_s``), ``error``, then every
+        :class:`~optreg.config.RunConfig` field as ``config.<field>``."""
+        pd = require("pandas", purpose="StudyResult.to_dataframe", extra="pandas")
+        rows = []
+        for run in self.runs:
+            history = run.history
+            rows.append({
+                "name": run.name, "seed": run.seed, "id": run.id, "status": run.status,
+                "train_acc": run.train_acc, "test_acc": run.test_acc,
+                "best_test_acc": run.best_test_acc, "best_epoch": run.best_epoch,
+                "epochs": history.epochs,
+                "train_loss": history.train_loss[-1] if history.epochs else None,
+                "valid_loss": history.valid_loss[-1] if history.epochs else None,
+                "wall_s": run.wall_s, "train_s": run.train_s, "eval_s": run.eval_s,
+                "train_img_per_s": run.train_img_per_s, "error": run.error,
+                **{f"config.{k}": v for k, v in run.config.to_dict().items()},
+            })
+        return pd.DataFrame(rows, columns=FRAME_COLUMNS + tuple(
+            f"config.{f.name}" for f in dataclasses.fields(RunConfig)))
+
+    def history_frame(self) -> Any:
+        """Every per-epoch value in long format (pandas): columns ``name``, ``seed``, ``id``,
+        ``epoch`` (1-based), ``metric`` (a :class:`History` field) and ``value``."""
+        pd = require("pandas", purpose="StudyResult.history_frame", extra="pandas")
+        rows = [
+            {"name": run.name, "seed": run.seed, "id": run.id, "epoch": epoch, "metric": metric,
+             "value": value}
+            for run in self.runs
+            for metric, values in run.history.to_dict().items()
+            for epoch, value in enumerate(values, start=1)
+        ]
+        return pd.DataFrame(rows, columns=["name", "seed", "id", "epoch", "metric", "value"])
+
+    def report(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write the report (figures, report.md, report.html) into ``out_dir``; the paths."""
+        from optreg.report import write_report
+
+        return write_report(self, out_dir)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a study as its results table."""
+        from optreg.report import results_tables
+        from optreg.report.document import html_table
+
+        if not self.runs:
+            return f"<p>study {html.escape(self.study.name)}: no run has finished yet</p>"
+        return "\n".join(f"<h4>{html.escape(title)}</h4>\n{html_table(table)}"
+                         for title, table in results_tables(self))
+
+    def __str__(self) -> str:
+        from optreg.report import results_tables, to_text
+
+        if not self.runs:
+            return f"study {self.study.name}: no run has finished yet"
+        return "\n".join(f"{title}\n{to_text(table)}" for title, table in results_tables(self))
+
+
+#: The leading columns of :meth:`StudyResult.to_dataframe` (then one per config field).
+FRAME_COLUMNS: tuple[str, ...] = (
+    "name", "seed", "id", "status", "train_acc", "test_acc", "best_test_acc", "best_epoch",
+    "epochs", "train_loss", "valid_loss", "wall_s", "train_s", "eval_s", "train_img_per_s",
+    "error")
 
 
 # --- files ----------------------------------------------------------------------------------------

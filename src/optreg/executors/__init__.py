@@ -19,16 +19,20 @@ __all__ = ["DataSpec", "Executor", "LocalExecutor", "RayExecutor", "Resources", 
 
 
 def make_executor(name: str, data: Cifar10, *, device: str, threads: int, workers: int,
-                  progress: bool, ray_address: str | None = None) -> Executor:
+                  progress: bool, ray_address: str | None = None,
+                  tensorboard: str | None = None) -> Executor:
     """The executor ``name`` (``local`` or ``ray``) over ``data``, already loaded and checked.
 
     Local: ``workers`` runs at once (1: in this process, with a per-run progress bar; more:
     worker processes that share the data). Ray: one task per run with ``threads`` CPUs, on the
-    cluster at ``ray_address`` or a local instance of ``workers`` CPUs (0: all of them).
+    cluster at ``ray_address`` or a local instance of ``workers`` CPUs (0: all of them). Each
+    run writes its TensorBoard log (if ``tensorboard``) into its own folder there.
     """
     if name == "ray":
-        return RayExecutor(data, Resources(device, threads, progress=False),
+        return RayExecutor(data, Resources(device, threads, progress=False,
+                                           tensorboard=tensorboard),
                            address=ray_address, num_cpus=workers or None)
     # One run at a time may draw a per-epoch progress bar; several would overwrite each other.
-    return LocalExecutor(data, Resources(device, threads, progress=progress and workers == 1),
-                         workers=workers)
+    resources = Resources(device, threads, progress=progress and workers == 1,
+                          tensorboard=tensorboard)
+    return LocalExecutor(data, resources, workers=workers)

@@ -24,11 +24,12 @@ class Task:
 
 @dataclass(frozen=True)
 class Resources:
-    """How each run executes: device, torch threads, progress display."""
+    """How each run executes: device, torch threads, progress display, TensorBoard folder."""
 
     device: str = "cpu"
     threads: int = 1
     progress: bool = False
+    tensorboard: str | None = None
 
 
 class Executor(Protocol):
@@ -51,7 +52,8 @@ def execute_task(task: Task, data: Cifar10, resources: Resources) -> RunResult:
     log = None if resources.progress else _log_line
     try:
         return run(config, data, device=resources.device, threads=resources.threads,
-                   checkpoint=task.checkpoint, progress=resources.progress, log=log)
+                   checkpoint=task.checkpoint, progress=resources.progress, log=log,
+                   tensorboard=resources.tensorboard)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:

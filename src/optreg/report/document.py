@@ -314,7 +314,8 @@ figcaption { color: #555; font-size: 13px; }
 """.strip()
 
 
-def _html_table(table: Table) -> str:
+def html_table(table: Table) -> str:
+    """A table as an HTML ``<table>``, every cell escaped (the report's and Jupyter's)."""
     def cls(a: str) -> str:
         return "r" if a == "r" else "l"
 
@@ -350,7 +351,7 @@ def render_html(title: str, blocks: Sequence[Block], images: Mapping[str, bytes]
             items = "\n".join(f"<li>{html.escape(item)}</li>" for item in b.items)
             body.append(f"<ul>\n{items}\n</ul>")
         elif isinstance(b, Table):
-            body.append(_html_table(b))
+            body.append(html_table(b))
         elif isinstance(b, FigureRef) and b.file in images:
             data = base64.b64encode(images[b.file]).decode("ascii")
             caption = f"<figcaption>{html.escape(b.caption)}</figcaption>" if b.caption else ""

@@ -14,9 +14,11 @@ from optreg.config import RunConfig
 from optreg.studies.scenarios import EXERCISE_L2, Scenario, scenario_study
 
 _TORCH = {"loss": "torch", "implementation": "torch"}
+_EXERCISE_SGD = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9}
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("sgd", "torch SGD (lr 0.1, momentum 0.9) + torch CE",
-             {**_TORCH, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9}),
+             {**_TORCH, **_EXERCISE_SGD}),
+    Scenario("optreg-sgd", "optreg SGD (lr 0.1, momentum 0.9) + optreg CE", _EXERCISE_SGD),
     Scenario("torch-adam", "torch Adam (lr 1e-3) + torch CE", _TORCH),
     Scenario("adam", "optreg Adam + optreg CE"),
     Scenario("adam-l2-loss", "optreg Adam + optreg CE with L2 = 0.1 in the loss",
@@ -36,12 +38,13 @@ SCENARIO_NAMES: tuple[str, ...] = tuple(s.name for s in SCENARIOS)
 
 # Scenarios that compute the same thing with different code: their histories must coincide.
 MATCHES: tuple[tuple[str, ...], ...] = (
+    ("sgd", "optreg-sgd"),
     ("torch-adam", "adam"),
     ("adam-l2-loss", "adam-l2", "torch-adam-l2"),
     ("adamw", "torch-adamw"),
 )
 PANELS: dict[str, tuple[str, ...]] = {
-    "SGD vs Adam": ("sgd", "torch-adam", "adam"),
+    "SGD vs Adam": ("sgd", "optreg-sgd", "torch-adam", "adam"),
     "L2: in the loss vs in the optimizer": ("adam-l2-loss", "adam-l2", "torch-adam-l2",
                                             "torch-adam-wd"),
     "Decoupled weight decay": ("adamw", "torch-adamw"),

@@ -14,7 +14,7 @@ from torch import nn
 from optreg.config import RunConfig
 from optreg.losses import CrossEntropyLoss
 from optreg.models import LeNet5
-from optreg.optim import Adam
+from optreg.optim import SGD, Adam, RMSprop
 from optreg.regularization import param_groups
 
 
@@ -37,14 +37,20 @@ def build_loss(config: RunConfig, model: nn.Module) -> nn.Module:
 def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """The optimizer a config names, decaying only what ``config.decay`` selects.
 
-    optreg's Adam chooses decayed tensors itself (its ``decay`` option); torch's optimizers get
+    optreg's optimizers choose decayed tensors themselves (their ``decay`` option); torch's get
     two param groups (weight_decay on the selected tensors, 0 on the rest), or, for
     ``decay="all"``, one group as torch users write it.
     """
     params = list(model.parameters())
     in_optimizer = config.decay_mode in ("coupled", "decoupled", "paper")
     wd = config.weight_decay if in_optimizer else 0.0
-    if config.implementation == "optreg" and config.optimizer == "adam":
+    if config.implementation == "optreg" and config.optimizer == "sgd":
+        return SGD(params, lr=config.lr, momentum=config.momentum, dampening=config.dampening,
+                   weight_decay=wd, decay=config.decay)
+    if config.implementation == "optreg" and config.optimizer == "rmsprop":
+        return RMSprop(params, lr=config.lr, alpha=config.alpha, eps=config.eps,
+                       weight_decay=wd, momentum=config.momentum, decay=config.decay)
+    if config.implementation == "optreg":
         return Adam(
             params,
             lr=config.lr,

@@ -30,6 +30,7 @@ from optreg.runtime import execution, machine_info, now
 from optreg.training.builders import build_loss, build_model, build_optimizer, build_scheduler
 from optreg.training.checkpoint import load_checkpoint, save_checkpoint
 from optreg.training.loop import DivergenceError, StepTrace, evaluate, fit
+from optreg.training.tensorboard import RunLog, flat_hparams, run_dir_name
 
 Log = Callable[[str], None]
 
@@ -43,6 +44,7 @@ def run(
     checkpoint: str | Path | None = None,
     progress: bool = False,
     log: Log | None = None,
+    tensorboard: str | Path | None = None,
 ) -> RunResult:
     """Train and evaluate one config on ``data``; return its result.
 
@@ -56,6 +58,8 @@ def run(
         checkpoint: file for end-of-epoch checkpoints; an existing one is resumed from.
         progress: show a progress bar (else one log line per epoch).
         log: where per-epoch lines go (default: nowhere).
+        tensorboard: write the run's TensorBoard log into its own folder under this one
+            (:mod:`optreg.training.tensorboard`; needs the ``tensorboard`` extra).
 
     A run whose loss becomes NaN/Inf returns ``status="diverged"`` with the epoch and step;
     other exceptions propagate (the executor records them as ``status="failed"``).
@@ -88,9 +92,14 @@ def run(
 
         bar = progress_bar(config.name, total=config.epochs * steps_per_epoch, enabled=progress,
                            done=state.history.epochs * steps_per_epoch, unit="step")
+        board = None if tensorboard is None else RunLog(
+            tensorboard, run_dir_name(config.name, config.seed, config.run_id),
+            first_epoch=state.history.epochs + 1)
 
         def end_of_epoch(epoch: int, history: History) -> None:
             state.keep_if_best(history)
+            if board is not None:
+                board.log_epoch(epoch, _epoch_scalars(config, history, len(splits.train)))
             if checkpoint:
                 wall_s = prior_wall_s + time.perf_counter() - started
                 save_checkpoint(checkpoint, state.snapshot(config, epoch, wall_s))
@@ -111,6 +120,10 @@ def run(
                 log=epoch_line)
         except DivergenceError as e:
             diverged = e
+        except BaseException:
+            if board is not None:
+                board.close()
+            raise
         finally:
             bar.close()
 
@@ -120,7 +133,7 @@ def run(
     train_s = sum(history.train_s)
     if diverged is not None:
         log(f"{config.name}: diverged: {diverged}")
-    return RunResult(
+    result = RunResult(
         id=config.run_id,
         config=config,
         status="ok" if diverged is None else "diverged",
@@ -137,6 +150,23 @@ def run(
                     "finished_at": now()},
         **final,
     )
+    if board is not None:
+        with board:
+            board.log_hparams(flat_hparams({**config.to_dict(), "run_id": config.run_id}),
+                              {"train_acc": result.train_acc, "test_acc": result.test_acc,
+                               "best_test_acc": result.best_test_acc, "train_s": train_s,
+                               "wall_s": wall_s}, succeeded=diverged is None)
+    return result
+
+
+def _epoch_scalars(config: RunConfig, history: History, images: int) -> dict[str, float]:
+    """The last epoch's numbers for TensorBoard (the objective only when the loss holds L2)."""
+    scalars = {"train_loss": history.train_loss[-1], "valid_loss": history.valid_loss[-1],
+               "valid_acc": history.valid_acc[-1], "lr": history.lr[-1],
+               "img_per_s": images / history.train_s[-1]}
+    if config.decay_mode == "loss":
+        scalars["train_objective"] = history.train_objective[-1]
+    return scalars
 
 
 def _final_evaluation(model: nn.Module, splits: Splits, state: _RunState) -> dict[str, Any]:

@@ -50,6 +50,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from optreg.extras import MissingExtra
+
 __all__ = [
     "EPOCH_TAGS",
     "FINAL_PREFIX",
@@ -79,7 +81,8 @@ HParamValue = bool | int | float | str | None
 
 
 def check_tensorboard() -> None:
-    """Raise ``ImportError`` with an install hint unless TensorBoard logging can work here."""
+    """Raise MissingExtra (an ImportError) with the install hint unless TensorBoard logging can
+    work here."""
     _summary_writer_class()
 
 
@@ -87,7 +90,7 @@ def _summary_writer_class() -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:  # tensorboard missing (or too old for torch)
-        raise ImportError(MISSING_HINT) from e
+        raise MissingExtra(MISSING_HINT) from e
     return SummaryWriter
 
 

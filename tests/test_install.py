@@ -7,6 +7,7 @@ fresh interpreter in which every module that only an extra provides fails to imp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -35,10 +36,8 @@ def _with_dependencies(names: set[str]) -> set[str]:
         if name in found:
             continue
         found.add(name)
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):  # not installed here
             todo += _requirement_names(metadata.requires(name) or [])
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

@@ -21,8 +21,8 @@ from optreg.studies import MATCHES, SCENARIO_NAMES, seed_study
 from optreg.studies.execute import execute_study
 from optreg.studies.output import Identity, StudyFolder
 
-ORDER = ("sgd", "optreg-sgd", "torch-adam", "adam", "adam-l2-loss", "adam-l2", "adamw", "torch-adam-l2",
-         "torch-adamw", "torch-adam-wd")
+ORDER = ("sgd", "optreg-sgd", "torch-adam", "adam", "adam-l2-loss", "adam-l2", "adamw",
+         "torch-adam-l2", "torch-adamw", "torch-adam-wd")
 L2 = 0.1 / 32
 OPTREG = {"optimizer": "adam", "implementation": "optreg", "loss": "optreg", "lr": 1e-3}
 TORCH = {"optimizer": "adam", "implementation": "torch", "loss": "torch", "lr": 1e-3}
@@ -41,8 +41,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "torch-adamw": {**TORCH, "weight_decay": L2, "decay_mode": "decoupled", "decay": "weights"},
     "torch-adam-wd": {**TORCH, "weight_decay": 0.1, "decay_mode": "coupled", "decay": "all"},
 }
-TWINS = [("sgd", "optreg-sgd"), ("adam", "torch-adam"), ("adam-l2-loss", "adam-l2"), ("adam-l2-loss", "torch-adam-l2"),
-         ("adamw", "torch-adamw")]
+TWINS = [("sgd", "optreg-sgd"), ("adam", "torch-adam"), ("adam-l2-loss", "adam-l2"),
+         ("adam-l2-loss", "torch-adam-l2"), ("adamw", "torch-adamw")]
 
 
 # --- configs -----------------------------------------------------------------------------------

@@ -228,8 +228,9 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
 
     workers, threads = _plan(len(configs), execution, device,
                              recorded_threads(out) if execution.resume else None)
-    folder = StudyFolder.claim(out, Identity(str(description["name"]), data_id, threads),
-                               resume=execution.resume)
+    submissions = ",".join(sorted(description.get("sources") or {})) or None
+    folder = StudyFolder.claim(out, Identity(str(description["name"]), data_id, threads,
+                                             submissions), resume=execution.resume)
     with folder:
         study = Study(
             name=str(description["name"]), kind=str(description["kind"]),
@@ -248,7 +249,8 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
         executor = make_executor(execution.executor, data, device=device, threads=threads,
                                  workers=workers, progress=execution.progress,
                                  ray_address=execution.ray_address, tensorboard=board)
-        result = execute_study(configs, study, folder, executor, progress=execution.progress)
+        result = execute_study(configs, study, folder, executor, progress=execution.progress,
+                               sources=description.get("sources"))
         write_report(result, folder.path)
     return result
 

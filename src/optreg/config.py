@@ -179,6 +179,8 @@ class RunConfig:
             raise bad("implementation", "a custom optimizer is the exercise's Adam")
         if self.implementation == "custom" and self.decay_mode == "paper":
             raise bad("decay_mode", "the custom optimizer has one decoupled form ('decoupled')")
+        if self.loss == "custom" and self.label_smoothing:
+            raise bad("label_smoothing", "the custom loss has no label smoothing")
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -136,6 +136,9 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
          value=False),
     Flag("trace_steps", "record per-step update sizes and losses of the first N steps",
          _integer, metavar="N"),
+    Flag("custom", "a student's submission (.py or .ipynb with MyCrossEntropyLoss and "
+                   "MyAdamOptimizer): its classes run the exercise's last cell too",
+         metavar="PATH"),
     # sweeps
     Flag("mode", "where decay acts: comma list of loss, coupled, decoupled, paper",
          values.parse_modes),
@@ -232,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_defaults = {f.name: f.default for f in dataclasses.fields(config_module.RunConfig)}
     p = commands.add_parser("train", help="train one run (default: optreg Adam + optreg CE, "
                                           "batch 32, 10 epochs, as the exercise)")
-    run_flags = [n for n in FLAGS if n in run_defaults and n != "weight_decay"]
+    run_flags = [n for n in FLAGS if n in run_defaults and n not in ("weight_decay", "custom")]
     _add(p.add_argument_group("the run"), run_flags, {**run_defaults, "name": None})
     _add(p.add_mutually_exclusive_group(), ["weight_decay", "l2"], run_defaults)
     _add(p.add_argument_group("data and execution"), EXECUTION_FLAGS, execution)

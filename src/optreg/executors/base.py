@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import traceback
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ from optreg.runtime import machine_info, now
 
 @dataclass(frozen=True)
 class Task:
-    """One run to execute: its config (plain dict) and where its checkpoint lives."""
+    """One run to execute: its config (plain dict), where its checkpoint lives, and for a run of
+    a student's classes the submission's text (workers need no access to the file)."""
 
     config: dict[str, Any]
     checkpoint: str | None = None
+    custom_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,26 @@ def execute_task(task: Task, data: Cifar10, resources: Resources) -> RunResult:
     config = RunConfig.from_dict(task.config)
     log = None if resources.progress else _log_line
     try:
+        student = None if config.custom is None else _student_classes(config, task)
         return run(config, data, device=resources.device, threads=resources.threads,
                    checkpoint=task.checkpoint, progress=resources.progress, log=log,
-                   tensorboard=resources.tensorboard)
+                   tensorboard=resources.tensorboard, student=student)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
         return failed_result(config, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+
+
+def _student_classes(config: RunConfig, task: Task) -> Any:
+    """The submission's classes, defined in this process, after checking it is the file the
+    config names (its SHA-256)."""
+    from optreg.check.submission import load_student_classes
+
+    source = task.custom_source
+    if source is None or hashlib.sha256(source.encode()).hexdigest() != config.custom_sha256:
+        raise ValueError(f"the task does not carry the submission {config.custom} whose "
+                         f"SHA-256 is {config.custom_sha256}")
+    return load_student_classes(source, config.custom)
 
 
 def failed_result(config: RunConfig, error: str, detail: str | None = None) -> RunResult:

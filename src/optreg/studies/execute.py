@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from optreg.config import RunConfig, check_unique
 from optreg.executors.base import Executor, Task
@@ -29,11 +29,14 @@ def execute_study(
     executor: Executor,
     *,
     progress: bool = True,
+    sources: Mapping[str, str] | None = None,
 ) -> StudyResult:
     """Run every config that has no stored result yet; return the study's results.
 
     Runs appear in the order of ``configs``. ``study`` is stored as given, plus the machine,
-    start and end times. The executor is closed at the end, also when interrupted.
+    start and end times. ``sources`` maps the SHA-256 of each student submission the configs
+    name to its text, which travels with their tasks. The executor is closed at the end, also
+    when interrupted.
 
     Raises:
         ConfigError: the same run (same id) appears twice.
@@ -46,7 +49,9 @@ def execute_study(
     finished: dict[str, RunResult] = {i: r for i, r in stored.items() if r is not None and
                                       r.status != "failed"}
     study = study.replace(machine=machine_info(), started_at=now())
-    pending = [Task(c.to_dict(), str(folder.checkpoint_path(c.run_id)))
+    sources = sources or {}
+    pending = [Task(c.to_dict(), str(folder.checkpoint_path(c.run_id)),
+                    sources.get(c.custom_sha256) if c.custom_sha256 else None)
                for c in configs if c.run_id not in finished]
     if finished:
         print(f"resume: {len(finished)} of {len(configs)} runs already finished in "

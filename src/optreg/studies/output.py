@@ -77,9 +77,11 @@ class Identity:
     study: str  # the study's name ("seed", "decoupling", "sweep", "train", ...)
     data: str | None  # the data's fingerprint (optreg.data.fingerprint); None: not recorded
     threads: int  # torch threads per run: a run's bits may depend on it
+    submissions: str | None = None  # SHA-256 of the student files its runs use (--custom)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study": self.study, "data": self.data, "threads": self.threads}
+        return {"study": self.study, "data": self.data, "threads": self.threads,
+                "submissions": self.submissions}
 
 
 class StudyFolder:
@@ -146,6 +148,11 @@ class StudyFolder:
                 f"{self.path}: its runs were trained on other data (fingerprint "
                 f"{stored.get('data')}, now {identity.data}); resume with the same --data-dir, or "
                 "start the study in another --out")
+        if stored.get("submissions") != identity.submissions:
+            raise OutputError(
+                f"{self.path}: the student file of this study changed since it started (its "
+                f"SHA-256 was {stored.get('submissions')}, now {identity.submissions}); run "
+                "the changed file in another --out")
         if stored.get("threads") != identity.threads:
             raise OutputError(
                 f"{self.path}: this study runs at {stored.get('threads')} torch thread(s) per run "

@@ -8,9 +8,11 @@ coefficient is wd = 0.1/32 — except in ``torch-adam-wd``, which is how torch u
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
-from optreg.config import RunConfig
+from optreg.config import ConfigError, RunConfig
 from optreg.studies.scenarios import EXERCISE_L2, Scenario, scenario_study
 
 _TORCH = {"loss": "torch", "implementation": "torch"}
@@ -43,11 +45,29 @@ MATCHES: tuple[tuple[str, ...], ...] = (
     ("adam-l2-loss", "adam-l2", "torch-adam-l2"),
     ("adamw", "torch-adamw"),
 )
+# The exercise's last cell, with the student's own classes (``--custom PATH``), and their twins.
+_CUSTOM = {"loss": "custom", "implementation": "custom"}
+CUSTOM_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("my-adam", "your Adam + your CE", _CUSTOM),
+    Scenario("my-adam-l2-loss", "your Adam + your CE with L2 = 0.1 in the loss",
+             {**_CUSTOM, "decay_mode": "loss"}, exercise_l2=True),
+    Scenario("my-adam-l2", "your Adam with L2 = 0.1 + your CE",
+             {**_CUSTOM, "decay_mode": "coupled"}, exercise_l2=True),
+    Scenario("my-adamw", "your Adam with L2 = 0.1 and adamw=True + your CE",
+             {**_CUSTOM, "decay_mode": "decoupled"}, exercise_l2=True),
+)
+CUSTOM_MATCHES: tuple[tuple[str, ...], ...] = (
+    ("torch-adam", "my-adam"),
+    ("torch-adam-l2", "my-adam-l2-loss", "my-adam-l2"),
+    ("torch-adamw", "my-adamw"),
+)
 PANELS: dict[str, tuple[str, ...]] = {
     "SGD vs Adam": ("sgd", "optreg-sgd", "torch-adam", "adam"),
     "L2: in the loss vs in the optimizer": ("adam-l2-loss", "adam-l2", "torch-adam-l2",
                                             "torch-adam-wd"),
     "Decoupled weight decay": ("adamw", "torch-adamw"),
+    "Your classes": ("torch-adam", "my-adam", "torch-adam-l2", "my-adam-l2-loss", "my-adam-l2",
+                     "torch-adamw", "my-adamw"),
 }
 
 
@@ -60,14 +80,45 @@ def seed_study(
     train_size: int | None = None,
     valid_size: int | None = None,
     test_size: int | None = None,
+    custom: str | None = None,
 ) -> tuple[list[RunConfig], dict[str, Any]]:
     """The exercise's scenarios (SGD vs Adam, optreg vs torch, L2 in the loss, in the optimizer,
     decoupled), one run per scenario and seed; validation on the test split, as the exercise,
-    unless ``valid_size`` holds out training images."""
+    unless ``valid_size`` holds out training images.
+
+    ``custom`` is a student's submission (.py or .ipynb, as ``optreg check`` reads it): its
+    ``MyCrossEntropyLoss`` and ``MyAdamOptimizer`` then also run the exercise's last cell,
+    ``my-adam``, ``my-adam-l2-loss``, ``my-adam-l2`` and ``my-adamw``, each the twin of torch's
+    run of the same thing. The file is named in each config and its SHA-256 goes into the run
+    id; its text travels to the workers with the tasks (description key ``sources``).
+    """
+    scenarios, file = SCENARIOS, {}
+    if custom is not None:
+        text, digest = _read_submission(custom)
+        file = {"custom": Path(custom).name, "custom_sha256": digest}
+        scenarios += tuple(Scenario(s.name, s.description, {**s.options, **file}, s.exercise_l2)
+                           for s in CUSTOM_SCENARIOS)
     settings = {"seeds": list(seeds), "epochs": epochs, "batch_size": batch_size,
                 "only": None if only is None else list(only), "train_size": train_size,
-                "valid_size": valid_size, "test_size": test_size}
-    return scenario_study("seed", SCENARIOS, seeds=seeds, only=only, matches=MATCHES,
-                          panels=PANELS, settings=settings, batch_size=batch_size,
-                          epochs=epochs, train_size=train_size, valid_size=valid_size,
-                          test_size=test_size)
+                "valid_size": valid_size, "test_size": test_size, **file}
+    configs, description = scenario_study(
+        "seed", scenarios, seeds=seeds, only=only, matches=MATCHES + CUSTOM_MATCHES,
+        panels=PANELS, settings=settings, batch_size=batch_size, epochs=epochs,
+        train_size=train_size, valid_size=valid_size, test_size=test_size)
+    if custom is not None:
+        description["sources"] = {file["custom_sha256"]: text}
+    return configs, description
+
+
+def _read_submission(path: str) -> tuple[str, str]:
+    """The submission's text and the SHA-256 of its bytes; ConfigError naming a bad path."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"custom={path!r}: cannot read the submission "
+                          f"({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"custom={path!r}: not a text file (a .py file or a notebook)") from None
+    return text, hashlib.sha256(raw).hexdigest()

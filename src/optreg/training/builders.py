@@ -7,6 +7,7 @@ fields into a model, a loss, an optimizer and a schedule.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,17 +25,40 @@ def build_model(config: RunConfig, device: torch.device) -> nn.Module:
     return LeNet5().to(device)
 
 
-def build_loss(config: RunConfig, model: nn.Module) -> nn.Module:
-    """optreg's cross-entropy (with λ = wd·B in the loss when decay_mode is "loss") or torch's,
-    with the config's label smoothing."""
+def build_loss(config: RunConfig, model: nn.Module, student: Any = None) -> nn.Module:
+    """optreg's cross-entropy (with λ = wd·B in the loss when decay_mode is "loss"), torch's,
+    or the student's (``student``: their classes), with the config's label smoothing."""
+    l2 = config.l2 if config.decay_mode == "loss" else 0.0
     if config.loss == "torch":
         return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    l2 = config.l2 if config.decay_mode == "loss" else 0.0
+    if config.loss == "custom":
+        return _StudentLoss(_need(student).make_loss(model.parameters(), l2=l2))
     return CrossEntropyLoss(label_smoothing=config.label_smoothing, params=model.parameters(),
                             l2=l2, decay=config.decay)
 
 
-def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+class _StudentLoss(nn.Module):
+    """A student's loss, with the data term measured beside it by torch's cross-entropy (the
+    ruler every scenario's training loss is read with; the student's value is what trains)."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+        self.last_data_term: torch.Tensor | None = None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.last_data_term = nn.functional.cross_entropy(logits.detach(), target)
+        return self.loss(logits, target)
+
+
+def _need(student: Any) -> Any:
+    if student is None:
+        raise ValueError("a custom loss or optimizer needs the student's classes")
+    return student
+
+
+def build_optimizer(config: RunConfig, model: nn.Module,
+                    student: Any = None) -> torch.optim.Optimizer:
     """The optimizer a config names, decaying only what ``config.decay`` selects.
 
     optreg's optimizers choose decayed tensors themselves (their ``decay`` option); torch's get
@@ -44,6 +68,10 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
     params = list(model.parameters())
     in_optimizer = config.decay_mode in ("coupled", "decoupled", "paper")
     wd = config.weight_decay if in_optimizer else 0.0
+    if config.implementation == "custom":  # the exercise's λ; the class divides by B itself
+        return _need(student).make_optimizer(
+            params, lr=config.lr, l2=config.l2 if in_optimizer else 0.0,
+            adamw=config.decay_mode == "decoupled", batch_size=config.batch_size)
     if config.implementation == "optreg" and config.optimizer == "sgd":
         return SGD(params, lr=config.lr, momentum=config.momentum, dampening=config.dampening,
                    weight_decay=wd, decay=config.decay)

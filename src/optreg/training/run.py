@@ -45,6 +45,7 @@ def run(
     progress: bool = False,
     log: Log | None = None,
     tensorboard: str | Path | None = None,
+    student: Any = None,
 ) -> RunResult:
     """Train and evaluate one config on ``data``; return its result.
 
@@ -60,6 +61,8 @@ def run(
         log: where per-epoch lines go (default: nowhere).
         tensorboard: write the run's TensorBoard log into its own folder under this one
             (:mod:`optreg.training.tensorboard`; needs the ``tensorboard`` extra).
+        student: a student's classes (:class:`optreg.check.submission.StudentClasses`), for a
+            config whose loss or optimizer is ``"custom"``.
 
     A run whose loss becomes NaN/Inf returns ``status="diverged"`` with the epoch and step;
     other exceptions propagate (the executor records them as ``status="failed"``).
@@ -71,8 +74,8 @@ def run(
     started = time.perf_counter()
     with execution(threads, config.flush_denormal and device.type == "cpu"):
         model = build_model(config, device)
-        criterion = build_loss(config, model)
-        optimizer = build_optimizer(config, model)
+        criterion = build_loss(config, model, student)
+        optimizer = build_optimizer(config, model, student)
         steps_per_epoch = num_batches(len(splits.train), config.batch_size)
         scheduler = build_scheduler(config, optimizer, steps_per_epoch * config.epochs)
         # The data order and the augmentation draw from separate streams, so turning

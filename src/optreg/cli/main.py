@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="study", required=True, metavar="STUDY")
     for name, preset in STUDIES.items():
         summary = (inspect.getdoc(preset) or "").split("\n")[0]
-        p = study.add_parser(name, help=summary, description=inspect.getdoc(preset))
+        p = study.add_parser(name, help=summary,
+                             description=(inspect.getdoc(preset) or "").split("\n\n")[0])
         defaults = _defaults(preset)
         _add(p, [n for n in defaults if n in FLAGS], defaults)
         _add(p.add_argument_group("data and execution"), EXECUTION_FLAGS, execution)

@@ -270,23 +270,23 @@ def _check_folder(path: Path, *, create: bool = True) -> None:
 def _foreign_entries(path: Path) -> list[str]:
     """Entries of ``path`` that optreg would not have written (empty when the folder is ours).
 
-    A folder is ours when it has the marker. Without one, it may hold only names optreg uses
-    (hidden files such as editors' and notebooks' are ignored), and a results.json there must be
-    optreg's (the folders of optreg 0.1.0 have no marker).
+    A folder is ours when it has the marker, or is empty (hidden entries such as editors' and
+    notebooks' are ignored). Without a marker, optreg's own names count as ours only beside an
+    optreg results.json: a folder of optreg 0.1.0, which wrote no marker.
     """
     try:
-        names = sorted(os.listdir(path))
+        names = sorted(n for n in os.listdir(path) if not n.startswith("."))
     except OSError as e:
         raise OutputError(f"cannot read {path}: {_reason(e)}") from None
-    if MARKER_FILE in names:
+    if not names or (path / MARKER_FILE).exists():
         return []
-    foreign = [n for n in names if n not in OWN_ENTRIES and not n.startswith(".")]
-    if not foreign and RESULTS_FILE in names:
+    if RESULTS_FILE in names:
         try:
             load_results(path / RESULTS_FILE)
         except (ResultError, OSError):
-            return [RESULTS_FILE]
-    return foreign
+            return names
+        return [n for n in names if n not in OWN_ENTRIES]
+    return names
 
 
 def _lock(path: Path) -> int:

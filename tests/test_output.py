@@ -252,7 +252,7 @@ def test_sigterm_and_sighup_stop_the_study_like_ctrl_c(data_dir: Path, tmp_path:
     alive = subprocess.run(["ps", "-o", "pid=", "-s", str(process.pid)], capture_output=True,
                            text=True).stdout.split()
     assert alive == []
-    assert subprocess.run(argv + ["--resume"], capture_output=True).returncode == 0
+    assert subprocess.run([*argv, "--resume"], capture_output=True).returncode == 0
     resumed = runs_of(out)
     whole = tmp_path / "whole"
     assert subprocess.run([*argv[:6], str(whole), *argv[7:]], capture_output=True).returncode == 0

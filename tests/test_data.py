@@ -665,7 +665,8 @@ def test_interrupted_download_leaves_nothing(
         def update(self, n: int) -> None:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(download_module, "tqdm", InterruptingBar)
+    monkeypatch.setattr(download_module, "progress_bar",
+                        lambda *args, **kwargs: InterruptingBar(**kwargs))
     root = tmp_path / "d"
     with pytest.raises(KeyboardInterrupt):
         download_cifar10(root, url=url, md5=md5)

@@ -17,11 +17,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "read_json", "write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "file_mode", "read_json", "write_json"]
 
 
 @cache
-def _file_mode() -> int:
+def file_mode() -> int:
     """0666 minus the process umask (read once: setting the umask is the only way to read it)."""
     umask = os.umask(0o022)
     os.umask(umask)
@@ -35,7 +35,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _file_mode())
+            os.fchmod(f.fileno(), file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -30,7 +30,6 @@ import os
 import posixpath
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -38,10 +37,10 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from tqdm import tqdm
-
+from optreg.atomic import file_mode
 from optreg.data.errors import DataError
 from optreg.data.locations import FOLDER_NAME, LOCAL_COPY_HINT, cifar10_folder, missing_files
+from optreg.progress import progress_bar
 
 __all__ = [
     "ARCHIVE_NAME",
@@ -105,14 +104,8 @@ def download_file(
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     length = response.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
-                    with tqdm(
-                        total=total,
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        desc=dest.name,
-                        disable=not (progress and sys.stderr.isatty()),
-                    ) as bar:
+                    with progress_bar(dest.name, total, enabled=progress, unit="B",
+                                      unit_scale=True, unit_divisor=1024) as bar:
                         while chunk := response.read(_CHUNK):
                             out.write(chunk)
                             digest.update(chunk)
@@ -133,6 +126,7 @@ def download_file(
                 f"checksum mismatch for {url}: md5 {actual}, expected {md5}; "
                 "the downloaded file was removed"
             )
+        os.chmod(part, file_mode())  # mkstemp made it 0600; a download gets the usual mode
         os.replace(part, dest)
     except BaseException:
         part.unlink(missing_ok=True)

@@ -2,15 +2,21 @@
 
 A pickle can import any callable and call it (``os.system`` via ``__reduce__`` is
 the classic), so the files are read with a :class:`pickle.Unpickler` whose
-:meth:`~RestrictedUnpickler.find_class` knows three names and nothing else, the
-three a pickled NumPy array uses:
+:meth:`~RestrictedUnpickler.find_class` knows the names below and nothing else.
+A pickled NumPy array uses three:
 
 * ``numpy.core.multiarray._reconstruct`` (NumPy 2 writes ``numpy._core.multiarray``;
   both are accepted), only with ``numpy.ndarray`` as its first argument;
 * ``numpy.ndarray``, usable only as that argument (calling it is refused);
 * ``numpy.dtype``, only for plain numeric type codes (``u1``, ``<i8``, ``f4``, …).
 
-Dicts, lists, ints and strings need no import at all.
+Dicts, lists, ints and strings need no import at all, except bytes in a pickle that
+Python 3 wrote at protocol 2 (``pickle.dumps(..., protocol=2)``), which has no opcode
+for them: it writes ``_codecs.encode(text, "latin1")`` (``text`` the bytes decoded as
+latin-1) and, for empty bytes, ``bytes()`` (``__builtin__.bytes``, or ``builtins.bytes``
+with ``fix_imports=False``).  Those two names resolve to wrappers that allow exactly
+that: ``encode`` takes a ``str`` and ``"latin1"`` or ``"latin-1"`` and returns bytes,
+``bytes`` takes no argument and returns ``b""``.
 
 Not even NumPy's own ``__setstate__`` sees untrusted state: a crafted dtype state
 can set the "holds objects" flag or add fields, which would make NumPy treat raw
@@ -22,7 +28,7 @@ pickle's bytes.
 
 The official files are Python-2 pickles (protocol 2) whose strings are read as
 ``bytes`` (``encoding="bytes"``), so dict keys are ``b"data"``, ``b"labels"`` and
-so on; Python-3 pickles (protocol 3 and up) of the same dicts load too.  Every
+so on; Python-3 pickles (protocol 2 and up) of the same dicts load too.  Every
 failure (missing file, truncated stream, forbidden import, bad array state, …)
 becomes a :class:`~optreg.data.errors.DataError` naming the file.
 """
@@ -121,11 +127,30 @@ def _reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> _ArrayStub:
     return _ArrayStub()
 
 
+def _latin1_encode(*args: Any) -> bytes:
+    """``_codecs.encode`` as Python 3 uses it at protocol 2: ``(text, "latin1")`` → bytes."""
+    if len(args) == 2 and type(args[0]) is str and args[1] in ("latin1", "latin-1"):
+        return args[0].encode("latin-1")
+    shown = ", ".join(repr(a) if type(a) is str and len(a) <= 20 else type(a).__name__
+                      for a in args)
+    raise pickle.UnpicklingError(f"refusing _codecs.encode({shown}) (only text and 'latin1')")
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as Python 3 writes empty bytes at protocol 2; nothing else."""
+    if args:
+        raise pickle.UnpicklingError("refusing bytes() with arguments (only bytes())")
+    return b""
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _DtypeStub,
+    ("_codecs", "encode"): _latin1_encode,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
 }
 
 
@@ -149,7 +174,8 @@ def _finish(obj: Any) -> Any:
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals a pickled NumPy array uses.
+    """An unpickler that resolves only the globals a pickled NumPy array (and protocol-2
+    bytes) use.
 
     Any other ``module.name`` (``os.system``, ``builtins.eval``, …) raises
     :class:`pickle.UnpicklingError` before anything is imported or called, and so
@@ -162,7 +188,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} (only numpy arrays are allowed)"
+                f"forbidden global {module}.{name} (only numpy arrays and bytes are allowed)"
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:

@@ -15,8 +15,11 @@ Steps of :func:`download_cifar10` (each skipped when its result is already there
 
 :func:`extract_archive` checks every member before writing anything and refuses an
 absolute name, a ``..`` component, a symlink or hard link whose target lies outside
-the destination, and device files or FIFOs; the error names the member.  Where the
-standard library has it (3.11.4+, 3.12), ``tarfile``'s ``"data"`` filter runs too.
+the destination, a path or link target that goes through one of the archive's own
+symlinks, and device files or FIFOs; the error names the member.  Where the standard
+library has it (3.11.4+, 3.12), ``tarfile``'s ``"data"`` filter checks every member
+against the destination as it is (its existing symlinks included) in that same first
+pass, and again during extraction.
 """
 
 from __future__ import annotations
@@ -137,13 +140,20 @@ def download_file(
     return dest
 
 
-def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
-    """Why ``member`` could write outside the destination (or be a device), else None."""
+def _unsafe_reason(member: tarfile.TarInfo, symlinks: set[str]) -> str | None:
+    """Why ``member`` could write outside the destination (or be a device), else None.
+
+    ``symlinks`` are the archive's symlink members (normalised names). A path through one of
+    them is refused: where it leads depends on what extraction has created by then, which a
+    check before extraction cannot see.
+    """
     name = member.name
     if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
         return "absolute path"
     if ".." in re.split(r"[/\\]", name):
         return "'..' in path"
+    if (via := _via_symlink(posixpath.dirname(name), symlinks)) is not None:
+        return f"path through the archive's symlink {via!r}"
     if member.ischr() or member.isblk() or member.isfifo():
         return "device file or FIFO"
     if member.issym() or member.islnk():
@@ -151,20 +161,52 @@ def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
         if link.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", link):
             return f"link to absolute path {link!r}"
         # Symlinks resolve from the member's directory, hard links from the archive root.
-        base = posixpath.dirname(name) if member.issym() else ""
-        target = posixpath.normpath(posixpath.join(base, link))
-        if target == ".." or target.startswith("../"):
+        target = posixpath.join(posixpath.dirname(name) if member.issym() else "", link)
+        resolved = posixpath.normpath(target)
+        if resolved == ".." or resolved.startswith("../"):
             return f"link to {link!r} points outside the destination"
+        if (via := _via_symlink(target, symlinks)) is not None:
+            return f"link to {link!r} goes through the archive's symlink {via!r}"
     elif not (member.isfile() or member.isdir()):
         return "unsupported member type"
     return None
+
+
+def _via_symlink(path: str, symlinks: set[str]) -> str | None:
+    """The first of ``path``'s leading parts (itself included) that is one of ``symlinks``.
+
+    Parts before the first symlink are real folders, so each prefix normalises lexically.
+    """
+    parts = re.split(r"[/\\]", path)
+    for end in range(1, len(parts) + 1):
+        prefix = posixpath.normpath("/".join(parts[:end]))
+        if prefix in symlinks:
+            return prefix
+    return None
+
+
+def _check_members(archive: Path, members: list[tarfile.TarInfo], dest: Path) -> None:
+    """Raise DataError naming the first member that is unsafe to extract into ``dest``."""
+    symlinks = {posixpath.normpath(m.name) for m in members if m.issym()}
+    for member in members:
+        reason = _unsafe_reason(member, symlinks)
+        if reason is None and hasattr(tarfile, "data_filter"):
+            try:  # e.g. a path through a symlink that ``dest`` already holds
+                tarfile.data_filter(member, str(dest))
+            except tarfile.FilterError as exc:
+                reason = str(exc)
+        if reason is not None:
+            raise DataError(
+                f"{archive}: refusing unsafe archive member {member.name!r} ({reason}); "
+                "nothing was extracted"
+            )
 
 
 def extract_archive(archive: str | Path, dest: str | Path) -> None:
     """Extract a tar archive (any compression) into ``dest``, refusing unsafe members.
 
     Every member is checked before anything is written, so a rejected archive writes
-    nothing at all.
+    nothing at all (``dest`` is not even created).
 
     Raises:
         DataError: an unsafe member (the message names it), or an unreadable/corrupt archive.
@@ -173,13 +215,7 @@ def extract_archive(archive: str | Path, dest: str | Path) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            for member in members:
-                reason = _unsafe_reason(member)
-                if reason is not None:
-                    raise DataError(
-                        f"{archive}: refusing unsafe archive member {member.name!r} ({reason}); "
-                        "nothing was extracted"
-                    )
+            _check_members(archive, members, dest)
             dest.mkdir(parents=True, exist_ok=True)
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(dest, members=members, filter="data")

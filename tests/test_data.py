@@ -7,6 +7,7 @@ file:// URLs), never to the network.
 from __future__ import annotations
 
 import builtins
+import codecs
 import collections
 import hashlib
 import http.server
@@ -14,6 +15,7 @@ import io
 import os
 import pickle
 import pickletools
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -38,6 +40,7 @@ from optreg.data import (
     download_cifar10,
     extract_archive,
     file_md5,
+    fingerprint,
     iterate_batches,
     load_cifar10,
     load_pickle,
@@ -181,14 +184,39 @@ def test_synthetic_files_are_python2_style_pickles(folder: Path) -> None:
     assert meta[b"label_names"][9] == b"truck" and meta[b"num_vis"] == 3072
 
 
-def test_python3_repickled_batch_loads(folder: Path) -> None:
+@pytest.mark.parametrize(("protocol", "fix_imports"), [(2, True), (2, False), (3, True),
+                                                      (4, True)])
+def test_python3_repickled_batch_loads(folder: Path, protocol: int, fix_imports: bool) -> None:
     data, labels = read_batch(folder / "test_batch")
-    for protocol in (3, 4):
-        record = {b"data": np.array(data), b"labels": labels.tolist()}
-        path = folder.parent / f"p{protocol}"
-        path.write_bytes(pickle.dumps(record, protocol=protocol))
-        again, again_labels = read_batch(path)
-        assert np.array_equal(again, data) and np.array_equal(again_labels, labels)
+    record = {b"data": np.array(data), b"labels": labels.tolist(), b"batch_label": b"",
+              b"filenames": [b"\xff\x00.png"]}
+    path = folder.parent / "repickled"
+    path.write_bytes(pickle.dumps(record, protocol=protocol, fix_imports=fix_imports))
+    again, again_labels = read_batch(path)
+    assert np.array_equal(again, data) and np.array_equal(again_labels, labels)
+    assert load_pickle(path)[b"filenames"] == [b"\xff\x00.png"]
+    assert load_pickle(path)[b"batch_label"] == b""
+
+
+def test_protocol_2_bytes_use_only_what_they_need(tmp_path: Path) -> None:
+    """Python 3 writes bytes at protocol 2 as _codecs.encode(text, 'latin1'), b"" as bytes()."""
+    raw = pickle.dumps({b"data": np.zeros((0, 3072), np.uint8)}, protocol=2)
+    globals_used = {arg for op, arg, _ in pickletools.genops(raw) if op.name == "GLOBAL"}
+    assert {"_codecs encode", "__builtin__ bytes"} <= globals_used  # what is tested here
+    assert loads_pickle(raw)[b"data"].shape == (0, 3072)
+    path = tmp_path / "batch"
+    for payload, reason in [
+        (_Reduce(codecs.encode, "abc", "rot13"), r"refusing _codecs\.encode\('abc', 'rot13'\)"),
+        (_Reduce(codecs.encode, "abc", "utf-8"), r"refusing _codecs\.encode\('abc', 'utf-8'\)"),
+        (_Reduce(codecs.encode, b"abc", "latin1"), r"_codecs\.encode\(bytes, 'latin1'\)"),
+        (_Reduce(codecs.encode, "abc"), r"refusing _codecs\.encode\('abc'\)"),
+        (_Reduce(bytes, 10**9), r"refusing bytes\(\) with arguments"),
+        (_Reduce(codecs.decode, "abc", "latin1"), "forbidden global _codecs.decode"),
+        (_Reduce(bytearray, "abc", "latin-1"), "forbidden global __builtin__.bytearray"),
+    ]:
+        path.write_bytes(pickle.dumps({"data": payload}, protocol=2))
+        with pytest.raises(DataError, match=f"batch: not a valid CIFAR-10 pickle .*{reason}"):
+            load_pickle(path)
 
 
 def test_prefix_sizes_and_device(data_root: Path) -> None:
@@ -418,8 +446,7 @@ def test_code_executing_pickle_is_refused(
 ) -> None:
     marker = tmp_path / "pwned"
     attack, name = _attack(index, marker)
-    # str keys: at protocol 2 Python 3 would pickle bytes keys through _codecs.encode.
-    payload = {"data": attack, "labels": [0]} if nested else attack
+    payload = {b"data": attack, b"labels": [0]} if nested else attack
     (folder / "data_batch_2").write_bytes(pickle.dumps(payload, protocol=protocol))
     with pytest.raises(DataError, match=rf"data_batch_2: .*forbidden global \S+\.{name} "):
         load_cifar10(folder)
@@ -461,9 +488,9 @@ def test_numeric_arrays_round_trip_exactly() -> None:
         assert loaded.flags.f_contiguous == array.flags.f_contiguous
 
 
-def _write_batch(path: Path, data: object, labels: object, **extra: object) -> None:
-    record = {b"data": data, b"labels": labels, b"batch_label": b"x", **extra}
-    path.write_bytes(pickle.dumps(record, protocol=4))
+def _write_batch(path: Path, data: object, labels: object, protocol: int = 4) -> None:
+    record = {b"data": data, b"labels": labels, b"batch_label": b"x"}
+    path.write_bytes(pickle.dumps(record, protocol=protocol))
 
 
 @pytest.mark.parametrize(
@@ -486,8 +513,11 @@ def _write_batch(path: Path, data: object, labels: object, **extra: object) -> N
         (np.zeros((3, 3072), np.uint8), b"abc", "labels must be a list of ints"),
     ],
 )
-def test_wrong_shapes_and_labels(folder: Path, data: object, labels: object, message: str) -> None:
-    _write_batch(folder / "data_batch_4", data, labels)
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_wrong_shapes_and_labels(
+    folder: Path, data: object, labels: object, message: str, protocol: int
+) -> None:
+    _write_batch(folder / "data_batch_4", data, labels, protocol)
     with pytest.raises(DataError, match=f"data_batch_4: .*{message}"):
         load_cifar10(folder)
 
@@ -751,6 +781,43 @@ def test_unsafe_archive_members_are_rejected(tmp_path: Path, case: str) -> None:
     assert not dest.exists()  # checked before anything is written
 
 
+def test_archive_through_its_own_symlinks_writes_nothing(tmp_path: Path) -> None:
+    """Each member is harmless where nothing exists yet, so tarfile's data filter, run on the
+    empty destination, passes them all; extracted in order, ``e`` would resolve through the
+    symlink ``d/lnk`` just created (to the destination itself) and point outside it."""
+    (tmp_path / "outside").mkdir()
+    members = [_file("d/ok.txt", b"fine"), _link("d/lnk", "..", tarfile.SYMTYPE),
+               _link("e", "d/lnk/../outside", tarfile.SYMTYPE)]
+    path = tmp_path / "chain.tar.gz"
+    path.write_bytes(_tar(members))
+    dest = tmp_path / "dest"
+    for info, _ in members:
+        tarfile.data_filter(info, str(dest))  # no error
+    with pytest.raises(DataError, match=r"refusing unsafe archive member 'e' .*through the "
+                                        r"archive's symlink 'd/lnk'"):
+        extract_archive(path, dest)
+    assert not dest.exists()
+    path.write_bytes(_tar([_file("x/y/z.txt"), _link("x/y", "..", tarfile.SYMTYPE)]))
+    with pytest.raises(DataError, match=r"'x/y/z\.txt' .*path through the archive's symlink"):
+        extract_archive(path, dest)
+    assert not dest.exists()
+
+
+def test_data_filter_sees_the_destination_before_anything_is_written(tmp_path: Path) -> None:
+    """A link already in the destination: only tarfile's data filter can tell that a member
+    would land outside; it is asked about every member before the first one is written."""
+    outside, dest = tmp_path / "outside", tmp_path / "dest"
+    outside.mkdir()
+    dest.mkdir()
+    (dest / "escape").symlink_to(outside)
+    path = tmp_path / "evil.tar.gz"
+    path.write_bytes(_tar([_file("ok/first.txt", b"fine"), _file("escape/evil.txt")]))
+    with pytest.raises(DataError, match=r"refusing unsafe archive member 'escape/evil\.txt' "
+                                        r"\('escape/evil\.txt' would be extracted to .*outside"):
+        extract_archive(path, dest)
+    assert os.listdir(dest) == ["escape"] and os.listdir(outside) == []
+
+
 def test_unsafe_archive_via_download(tmp_path: Path, server: LocalServer) -> None:
     body = _tar([_file(f"{FOLDER_NAME}/data_batch_1"), _file("../escaped.txt")])
     url = server.serve("/evil.tgz", body)
@@ -775,3 +842,35 @@ def test_corrupt_archive(tmp_path: Path) -> None:
     path.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
     with pytest.raises(DataError, match=r"bad\.tar\.gz: cannot extract"):
         extract_archive(path, tmp_path / "dest")
+
+
+# --- fingerprint -------------------------------------------------------------------------------
+
+
+def test_fingerprint_identifies_the_files_contents(data_root: Path, folder: Path) -> None:
+    first = fingerprint(data_root)
+    assert first == fingerprint(folder) and len(first) == 64 and int(first, 16) >= 0
+    expected = hashlib.sha256()
+    for name in REQUIRED_FILES:
+        content = (folder / name).read_bytes()
+        expected.update(f"{name}\0{len(content)}\0".encode() + content)
+    assert first == expected.hexdigest()  # the documented formula
+
+    copy = shutil.copytree(folder, data_root.parent / "copy" / FOLDER_NAME)
+    (copy / "readme.html").write_text("not a data file")
+    assert fingerprint(copy) == first  # where the files lie, and other files, do not count
+    batch = copy / "data_batch_3"
+    raw = bytearray(batch.read_bytes())
+    raw[len(raw) // 2] ^= 1  # one bit of one pixel in the middle of one file
+    batch.write_bytes(raw)
+    assert fingerprint(copy) != first
+    other = write_synthetic_cifar10(data_root.parent / "other", N_TRAIN, N_TEST, seed=4)
+    assert fingerprint(other) not in (first, fingerprint(copy))
+
+
+def test_fingerprint_of_missing_files_is_a_data_error(folder: Path, tmp_path: Path) -> None:
+    (folder / "batches.meta").unlink()
+    with pytest.raises(DataError, match=r"lacks batches\.meta"):
+        fingerprint(folder)
+    with pytest.raises(DataError, match="CIFAR-10 not found"):
+        fingerprint(tmp_path / "nowhere")

@@ -13,6 +13,7 @@ Modules: :mod:`~optreg.data.locations` (data directory, file names),
 :mod:`~optreg.data.safe_pickle` (restricted unpickler), :mod:`~optreg.data.cifar10`
 (format, tensors, normalisation), :mod:`~optreg.data.batches` (slicing),
 :mod:`~optreg.data.download` (download, checksum, safe extraction),
+:mod:`~optreg.data.fingerprint` (which files a study ran on),
 :mod:`~optreg.data.synthetic` (synthetic data in the official layout, for tests).
 Every data problem raises :class:`DataError`.  Importing does no I/O.
 """
@@ -35,6 +36,7 @@ from optreg.data.download import (
     file_md5,
 )
 from optreg.data.errors import DataError
+from optreg.data.fingerprint import fingerprint
 from optreg.data.locations import DATA_DIR_ENV, cifar10_folder, default_cache_dir, resolve_data_dir
 from optreg.data.safe_pickle import load_pickle
 from optreg.data.synthetic import (
@@ -56,6 +58,7 @@ __all__ = [
     "ensure_cifar10",
     "extract_archive",
     "file_md5",
+    "fingerprint",
     "iterate_batches",
     "load_cifar10",
     "load_pickle",

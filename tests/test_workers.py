@@ -261,3 +261,17 @@ def test_a_task_sent_to_a_dead_worker_goes_to_a_new_one(
     finally:
         pool.close()
     assert pool._workers == []
+
+
+def test_a_worker_exits_when_its_pipe_from_this_process_closes(data_dir: Path) -> None:
+    """The watchdog, all that ends workers where PR_SET_PDEATHSIG does not exist: this process
+    holds the write end of each worker's start-up pipe, which closes when it dies."""
+    pool = _Pool(_for_workers(load_cifar10(data_dir, train_size=64, test_size=32)), Resources())
+    try:
+        worker = pool._start()
+        wait_for(lambda: not blocks_sigint(worker.process.pid), what="the worker is set up")
+        worker.process._popen.finalizer()  # closes this side of the pipe, as dying would
+        wait_for(lambda: worker.process.exitcode is not None, what="the worker exits")
+        assert worker.process.exitcode == 1  # the watchdog's exit, not a signal
+    finally:
+        pool.close()

@@ -4,11 +4,14 @@ The data is loaded and checked here, once, before any worker starts: a data prob
 ``train_size`` beyond the data) is a :class:`~optreg.data.DataError` from ``map``, as with every
 other executor, and never a crash of each worker. The workers then receive the loaded tensors,
 not paths: they are copied once into shared memory, and every worker maps that one copy (torch's
-reductions pass its file descriptor to the spawned process). On the full CIFAR-10 (184 MB of
-uint8 images), with 2 workers, this made a worker ready 0.7 s sooner than reading the files itself
-and cut the process tree's peak memory (PSS, shared pages counted once) from 1.39 to 0.75 GB:
-``benchmarks/worker_data.py``. Where shared memory cannot be had (``/dev/shm`` missing or too
-small), a warning says so and each worker gets its own copy through its start-up pipe.
+reductions pass its file descriptor to the spawned process; runs only read the data). Measured
+with ``benchmarks/worker_data.py`` on the full CIFAR-10 (184 MB of uint8 images), 2 workers, a
+busy 2-core machine: a worker spends no time on the data, where reading the files itself took it
+2.4 s (this process now spends 1.0 s, once), and the process tree's peak memory (PSS: shared
+pages counted once) falls from 1.34 to 0.84 GB, of which 0.61 GB are the bare processes. Where
+shared memory cannot be had (``/dev/shm`` missing or too small), a warning says so and each
+worker gets a copy through its start-up pipe (1.18 GB; the workers then start one after the
+other, as each start waits until the worker has read its copy).
 
 The pool is our own, small: with ``concurrent.futures.ProcessPoolExecutor`` one dead worker
 breaks the pool and fails every run. Here:

@@ -9,6 +9,7 @@ it and shuts it down on ``close``) and shut down again at teardown in any case.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from optreg.cli import main
 from optreg.config import RunConfig
 from optreg.data import write_synthetic_cifar10
 from optreg.executors.base import Executor, Resources, Task
-from optreg.executors.local import DataSpec, LocalExecutor
+from optreg.executors.local import DataSpec, LocalExecutor, _Pool
 from optreg.studies.execute import execute_study
 from optreg.studies.sweep import sweep_study
 
@@ -139,6 +142,85 @@ def test_ray_task_errors_and_dead_workers_become_failed_results(
     assert "RuntimeError: boom inside Ray" in results[raise_id]["error"]
     others = {k: v for k, v in results.items() if k not in (crash_id, raise_id)}
     assert by_id(others.values()) == {k: sequential[k] for k in others}
+
+
+# --- the data: checked once before any worker, then shared --------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("problem", ["corrupt-file", "train-size-too-large"])
+def test_a_data_problem_is_a_clean_error_before_any_worker_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    workers: int, problem: str,
+) -> None:
+    folder = write_synthetic_cifar10(tmp_path / "data", n_train=256, n_test=64)
+    options = ["--train-size", "300"]  # the files hold 256
+    if problem == "corrupt-file":
+        (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:1000])
+        options = []
+
+    def no_worker(pool: _Pool) -> None:
+        raise AssertionError("a worker process started")
+
+    monkeypatch.setattr(_Pool, "_start", no_worker)
+    code = main(["study", "seed", "--data-dir", str(tmp_path / "data"), "--only", "adam,adamw",
+                 "--epochs", "1", "--workers", str(workers), "--no-progress",
+                 "--out", str(tmp_path / "out"), *options])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    expected = {"corrupt-file": f"optreg: error: {folder / 'data_batch_3'}: not a valid CIFAR-10",
+                "train-size-too-large": "optreg: error: train_size=300 but train files hold "
+                                        "only 256 images"}[problem]
+    assert expected in err
+    assert "Traceback" not in err and "worker process died" not in err
+
+
+def maps(pid: int) -> list[tuple[int, int, str, str]]:
+    """``/proc/PID/maps``: (start, end, device, inode) of each mapping."""
+    regions = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        span, _perms, _offset, device, inode = line.split()[:5]
+        start, end = (int(x, 16) for x in span.split("-"))
+        regions.append((start, end, device, inode))
+    return regions
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the workers' mappings from /proc")
+def test_workers_map_the_one_shared_copy_of_given_tensors(
+    spec: DataSpec, grid: tuple[list[RunConfig], dict], sequential: dict
+) -> None:
+    data = spec.load()
+    executor = LocalExecutor(data, Resources(), workers=2)
+    results = executor.map(tasks_of(grid[0]))  # four runs: both workers busy at the first result
+    first = next(results)
+    assert executor._pool is not None
+    shipped = executor._pool._shipped
+    for name, given in [("train_images", data.train.images), ("test_labels", data.test.labels)]:
+        assert shipped[name].is_shared() and torch.equal(shipped[name], given)
+        assert not given.is_shared(), "the given tensors are left as they are"
+        address = shipped[name].data_ptr()
+        (region,) = [r for r in maps(os.getpid()) if r[0] <= address < r[1]]
+        file = region[2:]  # a file in shared memory (a device and an inode), not a private copy
+        assert file[1] != "0"
+        for worker in executor._pool._workers:
+            assert file in [r[2:] for r in maps(worker.process.pid)], name
+    assert by_id([first, *results]) == sequential
+
+
+def test_without_shared_memory_each_worker_gets_a_copy(
+    spec: DataSpec, grid: tuple[list[RunConfig], dict], sequential: dict,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_shm(self: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("unable to allocate shared memory(shm) for file </torch_1_2_3>: "
+                           "No space left on device (28)")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", no_shm)
+    executor = LocalExecutor(spec, Resources(), workers=2)
+    with pytest.warns(RuntimeWarning, match=r"the data cannot be put in shared memory \(unable "
+                      r"to allocate .*No space left on device \(28\)\); each worker process "
+                      "gets its own copy instead"):
+        assert by_id(executor.map(tasks_of(grid[0]))) == sequential
 
 
 # --- resume -------------------------------------------------------------------------------------

@@ -7,22 +7,25 @@ and size::
     SHA-256( name₁ NUL size₁ NUL bytes₁ ‖ … ‖ name₇ NUL size₇ NUL bytes₇ )
 
 as 64 hexadecimal digits. The same files give the same fingerprint wherever they lie; a change
-to any byte of any of them gives another. Other files in the folder (``readme.html``, the
-archive) do not count.
+to any byte of any of them gives another (barring a SHA-256 collision). Other files in the
+folder (``readme.html``, the archive) do not count.
 
-Cost, measured on a 2-core AMD EPYC (SHA-NI) with the full set (185 MB), median of 5:
+Cost on the full set (185 MB), a 2-core AMD EPYC VM (SHA-NI), median of 5; the first figure is
+from a quiet moment, the range from three runs while other jobs shared the cores. "Evicted":
+dropped from this VM's page cache first (``posix_fadvise``; its host may still cache them).
 
-=====================================  ===========  ===================
-what is hashed                         page cache   evicted beforehand
-=====================================  ===========  ===================
-whole files, SHA-256 (this function)   0.14 s       0.19 s
-whole files, BLAKE2b / MD5             0.25 / 0.31  0.31 / 0.34 s
-sizes + first and last MiB of each     0.009 s      0.03 s
-=====================================  ===========  ===================
+=====================================  ====================  ====================
+what is hashed                         files in page cache   evicted beforehand
+=====================================  ====================  ====================
+whole files, SHA-256 (this function)   0.14 s (0.14–0.23)    0.19 s (0.16–0.30)
+whole files, BLAKE2b / MD5             0.25 / 0.31 s         0.31 / 0.34 s
+sizes + first and last MiB of each     0.009 s (0.009–0.03)  0.03 s (0.02–0.06)
+=====================================  ====================  ====================
 
-Whole files it is: 0.14 s once per study, less than loading the data (0.3–0.9 s), and it is
-certain, where sizes and both ends miss a change anywhere in the middle 28 MiB of a batch
-(a re-encoded or edited image keeps the sizes). ``benchmarks/fingerprint_cost.py`` measures it.
+Whole files it is: a fraction of a second once per study, less than loading the data
+(0.3–0.9 s), and certain, where sizes and both ends miss a change anywhere in the middle 28 MiB
+of a batch (a re-encoded or edited image keeps the sizes). ``benchmarks/fingerprint_cost.py``
+measures it.
 """
 
 from __future__ import annotations

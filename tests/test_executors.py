@@ -24,12 +24,15 @@ from optreg.config import RunConfig
 from optreg.data import write_synthetic_cifar10
 from optreg.executors.base import Executor, Resources, Task
 from optreg.executors.local import DataSpec, LocalExecutor, _Pool
+from optreg.results import RunResult, Study
 from optreg.studies.execute import execute_study
+from optreg.studies.output import Identity, StudyFolder
 from optreg.studies.sweep import sweep_study
 
 pytestmark = pytest.mark.slow
 
-COMPARED = ("id", "name", "seed", "config", "status", "train_acc", "test_acc", "history")
+COMPARED = ("id", "name", "seed", "config", "status", "train_acc", "test_acc")
+HISTORIES = ("train_loss", "train_objective", "valid_loss", "valid_acc", "lr")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> DataSpec:
 
 @pytest.fixture(scope="module")
 def grid() -> tuple[list[RunConfig], dict[str, Any]]:
-    return sweep_study(lrs=[1e-3, 3e-3], weight_decays=[1e-2], modes=["coupled", "decoupled"],
+    return sweep_study(lr=[1e-3, 3e-3], weight_decay=[1e-2], mode=["coupled", "decoupled"],
                        seeds=[0], epochs=2)
 
 
@@ -50,8 +53,10 @@ def tasks_of(configs: list[RunConfig]) -> list[Task]:
 
 
 def by_id(results: Any) -> dict[str, dict[str, Any]]:
-    """The compared fields of each result, by run id (executors yield in completion order)."""
-    return {r["id"]: {k: r[k] for k in COMPARED} for r in results}
+    """The compared fields of each result, by run id (executors yield in completion order):
+    everything but timings and provenance."""
+    return {r.id: {**{k: getattr(r, k) for k in COMPARED},
+                   **{k: getattr(r.history, k) for k in HISTORIES}} for r in results}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ def test_ray_matches_in_process(ray_run: dict, sequential: dict) -> None:
     results = ray_run["results"]
     assert len(results) == len(sequential)
     assert by_id(results) == sequential  # bit-identical floats: == on every history entry
-    assert all(r["provenance"]["threads"] == 1 for r in results)
+    assert all(r.provenance["threads"] == 1 for r in results)
 
 
 def test_ray_executor_joins_a_running_instance_and_leaves_it_running(
@@ -133,13 +138,13 @@ def test_ray_task_errors_and_dead_workers_become_failed_results(
 
     executor = RayExecutor(spec, Resources())
     executor._target = flaky
-    results = {r["id"]: r for r in executor.map(tasks_of(configs))}
+    results = {r.id: r for r in executor.map(tasks_of(configs))}
     executor.close()
     assert set(results) == {c.run_id for c in configs}
-    assert results[crash_id]["status"] == "failed"
-    assert "Ray worker died" in results[crash_id]["error"]
-    assert results[raise_id]["status"] == "failed"
-    assert "RuntimeError: boom inside Ray" in results[raise_id]["error"]
+    assert results[crash_id].status == "failed"
+    assert "Ray worker died" in (results[crash_id].error or "")
+    assert results[raise_id].status == "failed"
+    assert "RuntimeError: boom inside Ray" in (results[raise_id].error or "")
     others = {k: v for k, v in results.items() if k not in (crash_id, raise_id)}
     assert by_id(others.values()) == {k: sequential[k] for k in others}
 
@@ -235,10 +240,10 @@ class Recording:
         self.given: list[Task] = []
         self.yielded: list[str] = []
 
-    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+    def map(self, tasks: list[Task]) -> Iterator[RunResult]:
         self.given.extend(tasks)
         for result in self.inner.map(tasks):
-            self.yielded.append(result["id"])
+            self.yielded.append(result.id)
             yield result
             if len(self.yielded) == self.interrupt_after:
                 raise KeyboardInterrupt
@@ -250,21 +255,25 @@ class Recording:
 def test_resume_after_an_interruption(
     tmp_path: Path, spec: DataSpec, grid: tuple, sequential: dict
 ) -> None:
-    configs, study = grid
+    configs, description = grid
+    study = Study("sweep", "sweep", grid=description["grid"])
+    identity = Identity("sweep", None, 1)
     first = Recording(LocalExecutor(spec, Resources()), interrupt_after=1)
-    with pytest.raises(KeyboardInterrupt):
-        execute_study(configs, study, tmp_path, first, progress=False)
+    with StudyFolder.claim(tmp_path, identity, resume=False) as folder, \
+            pytest.raises(KeyboardInterrupt):
+        execute_study(configs, study, folder, first, progress=False)
     assert len(first.yielded) == 1  # in-process: the other runs never started
     assert len(list((tmp_path / "runs").glob("*.json"))) == 1
 
     second = Recording(LocalExecutor(spec, Resources()))
-    out = execute_study(configs, study, tmp_path, second, resume=True, progress=False)
+    with StudyFolder.claim(tmp_path, identity, resume=True) as folder:
+        out = execute_study(configs, study, folder, second, progress=False)
     done = first.yielded[0]
     assert done not in [RunConfig.from_dict(t.config).run_id for t in second.given]
     assert len(second.given) == len(configs) - 1  # the finished run is not run again
     assert sorted(first.yielded + second.yielded) == sorted(c.run_id for c in configs)
-    assert [r["id"] for r in out["runs"]] == [c.run_id for c in configs]  # the configs' order
-    assert by_id(out["runs"]) == sequential  # identical to the uninterrupted runs
+    assert [r.id for r in out.runs] == [c.run_id for c in configs]  # the configs' order
+    assert by_id(out.runs) == sequential  # identical to the uninterrupted runs
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -278,7 +287,7 @@ def test_ray_executor_without_ray_says_how_to_install(
     monkeypatch.delitem(sys.modules, "optreg.executors.ray", raising=False)
     module = importlib.import_module("optreg.executors.ray")  # importing needs no Ray
     with pytest.raises(ImportError, match=re.escape(
-            "the Ray executor needs Ray: pip install 'optreg[ray]'")):
+            "the Ray executor needs ray: pip install 'optreg[ray]'")):
         module.RayExecutor(spec, Resources())
 
 

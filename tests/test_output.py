@@ -18,6 +18,7 @@ import pytest
 import optreg.atomic
 from optreg.cli import main
 from optreg.data import write_synthetic_cifar10
+from test_workers import wait_until_gone
 
 Capture = pytest.CaptureFixture[str]
 
@@ -232,10 +233,10 @@ def test_a_full_disk_while_writing_the_report_exits_1_and_resume_finishes(
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_stop_the_study_like_ctrl_c(data_dir: Path, tmp_path: Path,
                                                         name: str) -> None:
-    out = tmp_path / "out"
-    argv = [sys.executable, "-m", "optreg", "study", "seed", "--data-dir", str(data_dir),
-            "--out", str(out), "--epochs", "3", "--only", "adam,adam-l2,adamw", "--workers",
-            "2", "--no-progress"]
+    out, whole = tmp_path / "out", tmp_path / "whole"
+    common = [sys.executable, "-m", "optreg", "study", "seed", "--data-dir", str(data_dir),
+              "--epochs", "3", "--only", "adam,adam-l2,adamw", "--workers", "2", "--no-progress"]
+    argv = [*common, "--out", str(out)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     deadline = time.monotonic() + 120
@@ -247,14 +248,10 @@ def test_sigterm_and_sighup_stop_the_study_like_ctrl_c(data_dir: Path, tmp_path:
     number = getattr(signal, name)
     assert process.returncode == 128 + number, err
     assert f"stopped by {name}" in err.decode() and b"Traceback" not in err
-    # No process of the study is left: the session it started in is empty.
-    time.sleep(1)
-    alive = subprocess.run(["ps", "-o", "pid=", "-s", str(process.pid)], capture_output=True,
-                           text=True).stdout.split()
-    assert alive == []
+    wait_until_gone(process.pid)  # no process of the study's session is left
+    assert b"leaked" not in err  # no resource the workers held was left behind
     assert subprocess.run([*argv, "--resume"], capture_output=True).returncode == 0
     resumed = runs_of(out)
-    whole = tmp_path / "whole"
-    assert subprocess.run([*argv[:6], str(whole), *argv[7:]], capture_output=True).returncode == 0
+    assert subprocess.run([*common, "--out", str(whole)], capture_output=True).returncode == 0
     assert [r["history"]["valid_loss"] for r in resumed] == [
         r["history"]["valid_loss"] for r in runs_of(whole)]  # bit-identical after the stop

@@ -26,25 +26,38 @@ from optreg.data import Cifar10
 from optreg.executors.base import Resources, Task
 from optreg.executors.local import LocalExecutor
 from optreg.models import LeNet5
-from optreg.results import load_results
-from optreg.studies import OutputExistsError, execute_study, seed_study
+from optreg.results import RunResult, Study, StudyResult, load_results
+from optreg.studies import seed_study
+from optreg.studies.execute import execute_study
+from optreg.studies.output import Identity, OutputError, StudyFolder
 from optreg.training import run
 
 RUN_MODULE = importlib.import_module("optreg.training.run")  # the module, not the function
 Small = Callable[..., RunConfig]
-TIMING = {"wall_s", "train_s", "eval_s", "train_img_per_s", "epoch_train_s", "provenance"}
+TIMING = {"wall_s", "train_s", "eval_s", "train_img_per_s", "provenance"}
+HISTORY_TIMING = {"train_s", "eval_s"}
 STUDY_TIMING = {"machine", "started_at", "finished_at", "wall_s"}
 
 
-def compared(result: dict[str, Any]) -> dict[str, Any]:
+def compared(result: RunResult) -> dict[str, Any]:
     """A run result without its timings and provenance."""
-    return {k: v for k, v in result.items() if k not in TIMING}
+    data = {k: v for k, v in result.to_dict().items() if k not in TIMING}
+    data["history"] = {k: v for k, v in data["history"].items() if k not in HISTORY_TIMING}
+    return data
 
 
-def comparable(results: dict[str, Any]) -> dict[str, Any]:
-    """A results.json without timings, dates and the machine description."""
-    study = {k: v for k, v in results["study"].items() if k not in STUDY_TIMING}
-    return {"study": study, "runs": [compared(r) for r in results["runs"]]}
+def comparable(results: StudyResult) -> dict[str, Any]:
+    """A study's results without timings, dates and the machine description."""
+    study = {k: v for k, v in results.study.to_dict().items() if k not in STUDY_TIMING}
+    return {"study": study, "runs": [compared(r) for r in results.runs]}
+
+
+def study_record(description: dict[str, Any]) -> Study:
+    return Study(description["name"], description["kind"], matches=description["matches"])
+
+
+def folder(out: Path, *, resume: bool) -> StudyFolder:
+    return StudyFolder.claim(out, Identity("seed", None, 1), resume=resume)
 
 
 def interrupt_at_checkpoint(monkeypatch: pytest.MonkeyPatch, nth: int) -> list[int]:
@@ -98,7 +111,7 @@ def test_interrupted_run_resumes_bit_identically(
     assert lines[0] == f"adam: resumed after epoch {after}"
     assert saved == [1, 2, 3]  # epochs 1..after were not trained (nor saved) again
     assert compared(resumed) == compared(uninterrupted)
-    assert len(resumed["epoch_train_s"]) == 3
+    assert len(resumed.history.train_s) == 3
 
 
 def test_checkpoint_of_a_finished_run_gives_its_result_again(
@@ -116,18 +129,22 @@ def test_checkpoint_of_a_finished_run_gives_its_result_again(
 def test_checkpoint_holds_plain_state_and_loads_with_weights_only(
     data: Cifar10, small: Small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = small(epochs=3, shuffle=True, schedule="cosine")
+    config = small(epochs=3, shuffle=True, schedule="cosine", augment=True, valid_size=64,
+                   trace_steps=5)
     checkpoint = tmp_path / "run.pt"
     interrupt_at_checkpoint(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(config, data, checkpoint=checkpoint)
     state = torch.load(checkpoint, weights_only=True)
-    assert {"config", "epoch", "model", "optimizer", "scheduler", "torch_rng", "generator",
-            "history"} <= set(state)
+    assert {"config", "epoch", "model", "optimizer", "scheduler", "torch_rng", "generators",
+            "history", "best_weights", "trace"} <= set(state)
     assert state["config"] == config.to_dict() and state["epoch"] == 2
     assert state["model"].keys() == LeNet5().state_dict().keys()
     assert state["scheduler"]["last_epoch"] == 2 * 8  # stepped once per batch
-    assert isinstance(state["generator"], torch.Tensor)
+    assert len(state["generators"]) == 2  # the data order's and the augmentation's
+    assert all(isinstance(g, torch.Tensor) for g in state["generators"])
+    assert state["best_weights"].keys() == state["model"].keys()
+    assert len(state["trace"]["update_rms"]) == 5
     assert all(len(values) == 2 for values in state["history"].values())
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
 
@@ -139,7 +156,8 @@ def test_checkpoint_of_another_config_is_refused(
     interrupt_at_checkpoint(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run(small(epochs=3), data, checkpoint=checkpoint)
-    with pytest.raises(ValueError, match="checkpoint belongs to another config than run 'adam'"):
+    with pytest.raises(ValueError, match=f"{checkpoint}: this checkpoint belongs to another "
+                                         "config than run 'adam'"):
         run(small(epochs=3, lr=2e-3), data, checkpoint=checkpoint)
 
 
@@ -169,7 +187,7 @@ class CountingExecutor:
     def __init__(self, inner: LocalExecutor) -> None:
         self.inner, self.given = inner, []
 
-    def map(self, tasks: list[Task]) -> Iterator[dict[str, Any]]:
+    def map(self, tasks: list[Task]) -> Iterator[RunResult]:
         self.given.extend(RunConfig.from_dict(t.config).name for t in tasks)
         yield from self.inner.map(tasks)
 
@@ -189,44 +207,48 @@ def uninterrupted(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("uninterrupted")
-    execute_study(*three_runs, out, LocalExecutor(data, Resources()), progress=False)
+    configs, description = three_runs
+    with folder(out, resume=False) as claimed:
+        execute_study(configs, study_record(description), claimed,
+                      LocalExecutor(data, Resources()), progress=False)
     return load_results(out)
 
 
-@pytest.mark.parametrize("existing", ["results.json", "runs/abc.json", "file"])
-def test_study_refuses_an_output_folder_with_results(
-    data: Cifar10, three_runs: tuple[list[RunConfig], dict], tmp_path: Path, existing: str
+def test_a_study_refuses_a_folder_with_results_unless_resuming(
+    data: Cifar10, uninterrupted: StudyResult, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    if existing == "file":
-        out.write_text("hello")
-    else:
-        (out / existing).parent.mkdir(parents=True, exist_ok=True)
-        (out / existing).write_text(json.dumps({"study": {}, "runs": [{"id": "abc"}]}))
-    executor = CountingExecutor(LocalExecutor(data, Resources()))
-    with pytest.raises(OutputExistsError, match="--resume" if existing != "file" else "folder"):
-        execute_study(*three_runs, out, executor, progress=False)
-    assert executor.given == []
+    (out / "runs").mkdir(parents=True)
+    (out / ".optreg-study.json").write_text('{"optreg_study": {"study": "seed", "data": null, '
+                                            '"threads": 1}}')
+    (out / "runs" / "abc.json").write_text("{}")
+    with pytest.raises(OutputError, match="already holds results; add --resume"):
+        folder(out, resume=False)
+    (tmp_path / "file").write_text("hello")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        folder(tmp_path / "file", resume=False)
 
 
 def test_interrupted_study_resumes_skipping_finished_runs(
     data: Cifar10, three_runs: tuple[list[RunConfig], dict], uninterrupted: dict[str, Any],
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configs, study = three_runs
+    configs, description = three_runs
+    study = study_record(description)
     out = tmp_path / "out"
     # 2 epochs per run: checkpoint 3 is the second run's first epoch.
     interrupt_at_checkpoint(monkeypatch, 3)
     first = CountingExecutor(LocalExecutor(data, Resources()))
-    with pytest.raises(KeyboardInterrupt):
-        execute_study(configs, study, out, first, progress=False)
+    with folder(out, resume=False) as claimed, pytest.raises(KeyboardInterrupt):
+        execute_study(configs, study, claimed, first, progress=False)
     assert first.given == ["torch-adam", "adam", "adamw"]
-    assert [r["name"] for r in load_results(out)["runs"]] == ["torch-adam"]
+    assert [r.name for r in load_results(out).runs] == ["torch-adam"]
     assert [p.stem for p in (out / "checkpoints").glob("*.pt")] == [configs[1].run_id]
 
     capsys.readouterr()
     second = CountingExecutor(LocalExecutor(data, Resources()))
-    resumed = execute_study(configs, study, out, second, resume=True, progress=False)
+    with folder(out, resume=True) as claimed:
+        resumed = execute_study(configs, study, claimed, second, progress=False)
     assert second.given == ["adam", "adamw"]  # torch-adam finished: not run again
     captured = capsys.readouterr()
     assert "resume: 1 of 3 runs already finished" in captured.err
@@ -236,7 +258,8 @@ def test_interrupted_study_resumes_skipping_finished_runs(
     assert not (out / "checkpoints").exists()
 
     third = CountingExecutor(LocalExecutor(data, Resources()))
-    again = execute_study(configs, study, out, third, resume=True, progress=False)
+    with folder(out, resume=True) as claimed:
+        again = execute_study(configs, study, claimed, third, progress=False)
     assert third.given == []
     assert comparable(again) == comparable(uninterrupted)
 
@@ -275,7 +298,7 @@ def test_study_killed_mid_run_resumes_to_the_same_results(
                 process.wait(timeout=60)
     assert process.returncode == returncode, (tmp_path / "stderr").read_text()
     partial = load_results(killed)  # results.json is whole, valid JSON
-    assert len(partial["runs"]) < 2, "the study was killed before it finished"
+    assert len(partial.runs) < 2, "the study was killed before it finished"
     for stored in killed.glob("runs/*.json"):
         json.loads(stored.read_text())
     for checkpoint in killed.glob("checkpoints/*.pt"):

@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 import torch.multiprocessing  # registers the reductions that pass tensors via shared memory
+from tqdm import tqdm
 
 from optreg.config import RunConfig
 from optreg.data import Cifar10, Cifar10Split, load_cifar10
@@ -308,6 +309,9 @@ def _serve(conn: Connection, shipped: dict[str, Any], resources: Resources) -> N
     for number in TERMINAL_SIGNALS:
         signal.signal(number, signal.SIG_IGN)  # also discards one that arrived while blocked
     signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    # tqdm's default lock is a multiprocessing semaphore, which a worker that is killed (close())
+    # never releases: the resource tracker would then warn about it. A worker draws no bar.
+    tqdm.set_lock(threading.RLock())
     data = _from_parent(shipped, resources.device)
     while (task := conn.recv()) is not None:
         conn.send(execute_task(task, data, resources).to_dict())  # plain data across processes

@@ -66,9 +66,9 @@ PANELS: dict[str, tuple[str, ...]] = {
     "L2: in the loss vs in the optimizer": ("adam-l2-loss", "adam-l2", "torch-adam-l2",
                                             "torch-adam-wd"),
     "Decoupled weight decay": ("adamw", "torch-adamw"),
-    "Your classes": ("torch-adam", "my-adam", "torch-adam-l2", "my-adam-l2-loss", "my-adam-l2",
-                     "torch-adamw", "my-adamw"),
 }
+CUSTOM_PANEL = {"Your classes": ("torch-adam", "my-adam", "torch-adam-l2", "my-adam-l2-loss",
+                                 "my-adam-l2", "torch-adamw", "my-adamw")}
 
 
 def seed_study(
@@ -92,8 +92,9 @@ def seed_study(
     run of the same thing. The file is named in each config and its SHA-256 goes into the run
     id; its text travels to the workers with the tasks (description key ``sources``).
     """
-    scenarios, file = SCENARIOS, {}
+    scenarios, file, panels = SCENARIOS, {}, PANELS
     if custom is not None:
+        panels = {**PANELS, **CUSTOM_PANEL}
         text, digest = _read_submission(custom)
         file = {"custom": Path(custom).name, "custom_sha256": digest}
         scenarios += tuple(Scenario(s.name, s.description, {**s.options, **file}, s.exercise_l2)
@@ -103,7 +104,7 @@ def seed_study(
                 "valid_size": valid_size, "test_size": test_size, **file}
     configs, description = scenario_study(
         "seed", scenarios, seeds=seeds, only=only, matches=MATCHES + CUSTOM_MATCHES,
-        panels=PANELS, settings=settings, batch_size=batch_size, epochs=epochs,
+        panels=panels, settings=settings, batch_size=batch_size, epochs=epochs,
         train_size=train_size, valid_size=valid_size, test_size=test_size)
     if custom is not None:
         description["sources"] = {file["custom_sha256"]: text}

@@ -327,10 +327,11 @@ def _optimizer_check(name: str, sub: Submission, options: CheckOptions, *, l2: f
         key=lambda r: departures[r.name].step)  # type: ignore[union-attr]
     max_diff = max_abs_diff(traj.params[-1], _reference_end(closest, problem))
     form = _form_sentence(closest) if adamw and followed else ""
+    precision = " (in float32: your state is float32)" if notes else ""
     if good:
         details = " ".join([*notes, f"Your parameters follow {closest.label} at every one of "
                                     f"the {traj.steps} steps.", form]).strip()
-        return CheckResult(name, "passed", diagnosis=f"matches {closest.label}",
+        return CheckResult(name, "passed", diagnosis=f"matches {closest.label}{precision}",
                            max_diff=max_diff, details=details)
     if followed:  # a correct form, but not the one required
         wanted = " or ".join(r.label for r in references if r.name in accepted)

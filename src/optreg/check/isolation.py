@@ -356,19 +356,28 @@ def run_in_process(sub: Submission, checks: Sequence[str], *,
     if timeout is not None and not limited:
         result.notes.append("no time limit per check: SIGALRM works only in the main thread on "
                             "Unix (an endless loop in your code would hang this call)")
-    done = []
-    for name in checks:
-        out = _Tail()
-        started = time.monotonic()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                with time_limit(timeout) if limited else contextlib.nullcontext():  # type: ignore[arg-type]
-                    outcome = run_check(name, sub, options)
-            except CheckTimeout:
-                outcome = CheckResult(
-                    name, "failed", diagnosis=f"timed out after {timeout:g} s", timed_out=True,
-                    details=f"The check did not finish within {timeout:g} s (an endless loop?) "
-                            f"and was interrupted after {time.monotonic() - started:.1f} s.")
-        done.append(replace(outcome, output=out.value()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the problems are tiny: more threads only add overhead
+    try:
+        done = [_run_one_in_process(name, sub, options, timeout if limited else None)
+                for name in checks]
+    finally:
+        torch.set_num_threads(threads)
     result.results = _score(done, points or {})
     return result
+
+
+def _run_one_in_process(name: str, sub: Submission, options: CheckOptions,
+                        timeout: float | None) -> CheckResult:
+    out = _Tail()
+    started = time.monotonic()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            with time_limit(timeout) if timeout is not None else contextlib.nullcontext():
+                outcome = run_check(name, sub, options)
+        except CheckTimeout:
+            outcome = CheckResult(
+                name, "failed", diagnosis=f"timed out after {timeout:g} s", timed_out=True,
+                details=f"The check did not finish within {timeout:g} s (an endless loop?) "
+                        f"and was interrupted after {time.monotonic() - started:.1f} s.")
+    return replace(outcome, output=out.value())

@@ -196,14 +196,13 @@ def _number(value: object) -> float | None:
 def _low_precision(state: list[dict], params: list[Tensor], dtype: torch.dtype) -> str | None:
     for p in params:
         if p.dtype != dtype:
-            return f"the parameters became {p.dtype} (they were {dtype})"
+            return f"your parameters became {p.dtype} (they were {dtype})"
     for key in ("exp_avg", "exp_avg_sq"):
         for s in state:
             value = s.get(key)
             if isinstance(value, Tensor) and value.is_floating_point() and value.dtype != dtype:
-                return (f"state['{key}'] is {value.dtype} while the parameters are {dtype} "
-                        "(torch.zeros(p.shape) makes the default dtype; torch.zeros_like(p) "
-                        "follows the parameter)")
+                return (f"your state['{key}'] is {value.dtype} while the parameters are "
+                        f"{dtype} (torch.zeros_like(p) follows the parameter's dtype)")
     return None
 
 
@@ -231,6 +230,8 @@ class Departure:
 
     ``step`` is 1-based; ``max_diff`` and ``where`` (the worst element) are at that step;
     ``exp_avg`` / ``exp_avg_sq`` are the reference's state there (None if not known).
+    ``update_ratio`` is the student's step divided by the reference's when that ratio is one
+    number on every element that moves (a factor on the learning rate, say), else None.
     """
 
     step: int
@@ -238,6 +239,7 @@ class Departure:
     where: str
     exp_avg: Tensor | None
     exp_avg_sq: Tensor | None
+    update_ratio: float | None = None
 
 
 def replay_torch(traj: Trajectory, build: OptimizerFactory,
@@ -278,7 +280,20 @@ def _departure(traj: Trajectory, t: int, reference: Tensor, bad: Tensor, m: Tens
                        torch.zeros_like(student))
     index = int(diff.argmax())
     return Departure(step=t + 1, max_diff=max_abs_diff(student, reference),
-                     where=traj.locate(index), exp_avg=m, exp_avg_sq=v)
+                     where=traj.locate(index), exp_avg=m, exp_avg_sq=v,
+                     update_ratio=_uniform_ratio(student - traj.params[t],
+                                                 reference - traj.params[t]))
+
+
+def _uniform_ratio(mine: Tensor, ref: Tensor) -> float | None:
+    """mine / ref if it is the same number (to 1e-6) wherever ref moves noticeably."""
+    moving = ref.abs() > 1e-3 * float(ref.abs().max())
+    if not bool(moving.any()) or not bool(mine.isfinite().all()):
+        return None
+    ratios = mine[moving] / ref[moving]
+    middle = float(ratios.median())
+    spread = float(ratios.max() - ratios.min())
+    return middle if spread <= 1e-6 * abs(middle) else None
 
 
 def independent_run(problem: Problem, build: OptimizerFactory,
@@ -323,6 +338,9 @@ def state_comparison(traj: Trajectory, departure: Departure,
     elif known:
         parts.append(f"at step {t} your {' and '.join(known)} still equal torch's: only the "
                      "update differs")
+    if departure.update_ratio is not None:
+        parts.append(f"your update there is {departure.update_ratio:.4g} × torch's on every "
+                     "parameter that moves (a factor on the learning rate?)")
     count = traj.step_counts[t - 1]
     if count is not None and count != t:
         parts.append(f"state['step'] is {count:g} after step {t} (torch: {t})")

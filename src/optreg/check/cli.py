@@ -174,9 +174,10 @@ def _write_class(folder: Path, results: Sequence[SubmissionResult], checks: Sequ
 
 def _file_names(paths: Sequence[str]) -> list[str]:
     """A distinct file name per submission: its stem, with parent folders added where needed
-    (alice/nb.ipynb and bob/nb.ipynb become alice-nb and bob-nb)."""
-    parts = [Path(p).with_suffix("").parts for p in paths]
-    depth = [1] * len(paths)
+    (alice/nb.ipynb and bob/nb.ipynb become alice-nb and bob-nb; a path given twice, x and x-2)."""
+    distinct = list(dict.fromkeys(paths))
+    parts = [Path(p).with_suffix("").parts for p in distinct]
+    depth = [1] * len(distinct)
     while True:
         names = ["-".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
         clashes = {n for n in names if names.count(n) > 1}
@@ -185,11 +186,12 @@ def _file_names(paths: Sequence[str]) -> list[str]:
             break
         for i in grow:
             depth[i] += 1
+    name_of = dict(zip(distinct, names, strict=True))
     seen: dict[str, int] = {}
     unique = []
-    for name in names:  # identical paths given twice
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    for path in paths:
+        seen[path] = seen.get(path, 0) + 1
+        unique.append(name_of[path] + ("" if seen[path] == 1 else f"-{seen[path]}"))
     return unique
 
 

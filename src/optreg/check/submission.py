@@ -79,6 +79,7 @@ class Cell:
 
     filename: str
     source: str
+    label: str = ""  # how notes name it, if not by ``filename`` (a part of a .py file)
 
     def where(self, line: int | None) -> str:
         return self.filename if line is None else f"{self.filename}, line {line}"
@@ -372,7 +373,7 @@ def _cells(text: str, filename: str) -> list[Cell]:
         if not starts:
             raise SubmissionError(_syntax_message(e, filename)) from None
         bounds = [0, *starts, len(lines)] if starts[0] else [*starts, len(lines)]
-        return [Cell(filename, "\n" * a + "".join(lines[a:b]))
+        return [Cell(filename, "\n" * a + "".join(lines[a:b]), f"{filename}, lines {a + 1}-{b}")
                 for a, b in itertools.pairwise(bounds) if a < b]
     return [Cell(filename, text)]
 
@@ -418,8 +419,9 @@ class _Loader:
             for name in defined:
                 self.errors[name] = message
             if not defined:
-                self.sub.notes.append(f"skipped {cell.filename} (it does not parse and defines "
-                                      f"none of the classes: {_short_syntax(e)})")
+                self.sub.notes.append(f"skipped {cell.label or cell.filename} (it does not "
+                                      f"parse and defines none of the classes: "
+                                      f"{_short_syntax(e)})")
             return None
 
     def _run_statement(self, cell: Cell, stmt: ast.stmt) -> None:

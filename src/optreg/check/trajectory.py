@@ -134,7 +134,7 @@ def record(problem: Problem, make_optimizer: OptimizerFactory,
         student_call(f"step() at step {t + 1}", optimizer.step)
         rows[t + 1] = flat(params)
         state = [_state_of(optimizer, p) for p in params]
-        state_keys = tuple(sorted(state[0]))
+        state_keys = tuple(sorted(map(str, state[0])))
         have_m = have_m and all(_is_tensor_like(s.get("exp_avg"), p)
                                 for s, p in zip(state, params, strict=True))
         have_v = have_v and all(_is_tensor_like(s.get("exp_avg_sq"), p)
@@ -165,6 +165,9 @@ def _backward(loss: object) -> None:
         raise TypeError(f"the loss returned {type(loss).__name__}, not a tensor")
     if loss.numel() != 1:
         raise ValueError(f"the loss returned a tensor of shape {tuple(loss.shape)}, not a scalar")
+    if not loss.requires_grad:
+        raise TypeError("the loss has no gradient (requires_grad=False): was it made from "
+                        ".item(), numpy or p.data alone?")
     loss.sum().backward()
 
 

@@ -215,3 +215,17 @@ def test_json_files_get_distinct_names():
     assert _file_names(["a/nb.ipynb", "b/nb.ipynb", "c/x.py", "c/x.py"]) == [
         "a-nb", "b-nb", "x", "x-2"]
     assert _file_names(["s/a/nb.py", "t/a/nb.py"]) == ["s-a-nb", "t-a-nb"]
+
+
+def test_the_options_fit_a_subcommand_of_the_optreg_command(capsys):
+    import argparse
+
+    from optreg.check.cli import add_arguments, run
+
+    parser = argparse.ArgumentParser(prog="optreg")
+    add_arguments(parser.add_subparsers(dest="command").add_parser("check"))
+    args = parser.parse_args(["check", "missing.ipynb", "--points", "adam=2", "--adamw-form",
+                              "paper", "--timeout", "5"])
+    assert (args.points, args.adamw_form, args.timeout) == ([("adam", 2.0)], "paper", 5.0)
+    assert run(args) == 2
+    assert "optreg check: error: missing.ipynb: no such file" in capsys.readouterr().err

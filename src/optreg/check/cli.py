@@ -8,9 +8,9 @@ Exit codes: 0 every check of every submission passed; 1 a check failed (a wrong 
 a time-out, a syntax error or a missing class in a submission); 2 a usage error (no such file,
 a bad option).
 
-For the ``optreg`` command: :func:`add_arguments` adds every option to a (sub)parser and
-:func:`run` runs a parsed namespace and returns the exit code; :func:`main` is both together
-(``python -m optreg.check``).
+For the ``optreg`` command: :func:`add_arguments` adds every option to a (sub)parser
+(:data:`DESCRIPTION` is its help text) and :func:`run` runs a parsed namespace and returns the
+exit code; :func:`main` is both together (``python -m optreg.check``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from optreg.results import atomic_write_text, write_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "optreg check"
+DESCRIPTION = ("Check a student's own cross-entropy and Adam against PyTorch, step by step: "
+               "where they first differ, the most likely mistake, a grade.")
 
 
 class UsageError(Exception):
@@ -106,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"time limit per check (default: {DEFAULT_TIMEOUT:g}); a check that "
                         "runs longer fails as timed out")
-    g.add_argument("--seed", type=_count, default=0,
+    g.add_argument("--seed", type=_count, default=0, metavar="N",
                    help="seed of the random problems (default: 0, the same for every student)")
     g = parser.add_argument_group("output")
     g.add_argument("--json", metavar="FILE", help="write Gradescope's results.json (one PATH)")
@@ -197,7 +199,7 @@ def _file_names(paths: Sequence[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """``optreg check`` as a program: parse ``argv`` (default: sys.argv[1:]), run, exit code."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     add_arguments(parser)
     try:
         args = parser.parse_args(argv)

@@ -63,6 +63,7 @@ from optreg.check.problems import (
 from optreg.check.result import CheckResult
 from optreg.check.submission import Submission, SubmissionError, student_traceback
 from optreg.check.trajectory import (
+    Departure,
     LossCall,
     StudentCodeError,
     Trajectory,
@@ -325,8 +326,13 @@ def _optimizer_check(name: str, sub: Submission, options: CheckOptions, *, l2: f
                      f"ran in float32 (tolerance {PARAM_TOLERANCE[torch.float32][0]:g} instead "
                      f"of {PARAM_TOLERANCE[torch.float64][0]:g}).")
     tolerance = PARAM_TOLERANCE[problem.dtype]
-    departures = {ref.name: replay_torch(traj, ref.build, tolerance) for ref in references}
-    followed = [ref for ref in references if departures[ref.name] is None]
+    departures: dict[str, Departure | None] = {}
+    for ref in references:  # in order; once an accepted form is followed, the rest cannot matter
+        departures[ref.name] = replay_torch(traj, ref.build, tolerance)
+        if departures[ref.name] is None and ref.name in accepted:
+            break
+    followed = [ref for ref in references if ref.name in departures
+                and departures[ref.name] is None]
     good = [ref for ref in followed if ref.name in accepted]
     closest = good[0] if good else followed[0] if followed else max(
         (r for r in references if r.name in accepted),

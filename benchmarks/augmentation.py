@@ -40,9 +40,9 @@ import torch
 from torch.nn import functional as F
 
 from optreg import Adam, CrossEntropyLoss, LeNet5
+from optreg.atomic import write_json
 from optreg.data import load_cifar10, normalize, synthetic_cifar10
 from optreg.data.augment import DEFAULT_PADDING, random_crop_flip
-from optreg.results import write_json
 from optreg.runtime import execution, machine_info
 
 BATCH = 32

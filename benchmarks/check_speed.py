@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
+from optreg.atomic import write_json
 from optreg.check import CHECK_NAMES, load_submission
 from optreg.check.checks import CheckOptions, run_check
 from optreg.check.isolation import _warm_up
-from optreg.results import write_json
 from optreg.runtime import machine_info, now
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,8 @@ LeNet-5 / CIFAR-10.
 
 The package imports its parts lazily: ``import optreg`` costs nothing, ``optreg.Adam`` imports
 torch, and ``optreg.report`` / ``optreg.results`` never do (a report renders from results.json
-on any machine).
+on any machine). Subpackages are reachable the same way (``optreg.training.fit``), and
+``optreg.check(...)`` checks a student's classes (the ``optreg.check`` package is callable).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _EXPORTS = {
     "Adam": "optreg.optim",
     "AdamW": "optreg.optim",
     "ConfigError": "optreg.config",
+    "History": "optreg.results",
     "CrossEntropyLoss": "optreg.losses",
     "LeNet5": "optreg.models",
     "RMSprop": "optreg.optim",
@@ -37,10 +39,18 @@ _EXPORTS = {
     "train": "optreg.api",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+#: Subpackages and modules, imported on first access (``optreg.training``, ``optreg.check``).
+_SUBMODULES = frozenset({"api", "atomic", "check", "cli", "config", "data", "executors", "extras",
+                         "formatting", "losses", "models", "optim", "parity", "progress",
+                         "regularization", "report", "results", "runtime", "studies",
+                         "training"})
+
+__all__ = ["__version__", *sorted(_EXPORTS), "check"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"optreg.{name}")  # also sets the attribute
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'optreg' has no attribute {name!r}")
@@ -50,4 +60,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)

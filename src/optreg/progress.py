@@ -7,7 +7,7 @@ line per epoch write it with ``bar.write`` while a bar is drawn, and plainly whe
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar everywhere (tqdm.auto would need ipywidgets in Jupyter)
 
 __all__ = ["progress_bar"]
 

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from optreg.atomic import atomic_write_text, write_json
 from optreg.check.checks import ADAMW_FORMS, CHECK_NAMES, DEFAULT_POINTS, CheckOptions
 from optreg.check.isolation import DEFAULT_TIMEOUT, ClassNames, run_isolated
 from optreg.check.report import headline, summary_csv, summary_markdown, text_report
 from optreg.check.result import SubmissionResult
 from optreg.check.submission import SUFFIXES, read_submission
-from optreg.results import atomic_write_text, write_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROG = "optreg check"

@@ -215,6 +215,7 @@ def _defaults(function: Callable[..., Any]) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     from optreg import __version__
     from optreg.api import STUDIES, Execution
+    from optreg.check import cli as check_cli
     from optreg.studies.sweep import sweep_study
 
     parser = argparse.ArgumentParser(
@@ -231,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_typed(Flag("steps", "", _integer)), default=300,
                    help="optimizer steps (default 300)")
     p.add_argument("--seed", type=_typed(Flag("seed", "", _integer)), default=0)
+
+    check_cli.add_arguments(commands.add_parser(
+        "check", help="check a student's own loss and Adam against PyTorch, step by step",
+        description=check_cli.DESCRIPTION))
 
     run_defaults = {f.name: f.default for f in dataclasses.fields(config_module.RunConfig)}
     p = commands.add_parser("train", help="train one run (default: optreg Adam + optreg CE, "
@@ -328,6 +333,10 @@ def _run_parity(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "parity":
         return _run_parity(args)
+    if args.command == "check":
+        from optreg.check import cli as check_cli
+
+        return check_cli.run(args)
     if args.command == "report":
         return _run_report(args)
     return _run_study(args)

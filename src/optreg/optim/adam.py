@@ -364,7 +364,7 @@ class AdamW(Adam):
 
     def _fill_loaded_group(self, group: dict[str, Any]) -> None:
         super()._fill_loaded_group(group)
-        group["decoupled_weight_decay"] = True
+        group["decoupled_weight_decay"] = True  # whatever the state dict says, as in PyTorch
 
 
 def adam(

@@ -1,18 +1,23 @@
-"""What optreg's optimizers share: argument checks in torch's words, kernel choice, buckets.
+"""What optreg's optimizers share: their base class, argument checks in torch's words, state,
+kernel choice and cache buckets.
 
-Every optimizer in :mod:`optreg.optim` validates its hyperparameters with the helpers here, so a
-bad value gives the same kind of message everywhere: optreg's wording first, then PyTorch's own
-text for the same error (``"Invalid learning rate: -1"``), so code and tests written against
-``torch.optim``'s messages keep working.
+:class:`Optimizer` does what every optimizer does around its algorithm (checks at the door,
+homogeneous groups, the keys a loaded state dict lacks, the closure and the loop over groups), so
+each optimizer's module holds only its own: hyperparameters, state, functional form, kernels.
+Every optimizer validates its hyperparameters with the helpers here, so a bad value gives the
+same kind of message everywhere: optreg's wording first, then PyTorch's own text for the same
+error (``"Invalid learning rate: -1"``), so code and tests written against ``torch.optim``'s
+messages keep working.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import ParamsT
 
 # Largest total number of elements in one call for which ``foreach=None`` picks the multi-tensor
 # kernel on CPU. On CPU a ``_foreach_`` op is a C++ loop over the tensors: it saves the Python
@@ -29,6 +34,87 @@ FOREACH_BUCKET_NUMEL_CPU = 1 << 16
 # Devices whose native foreach kernels fuse the list into few launches; there foreach always wins
 # (PyTorch's own default, ``torch.optim.optimizer._default_to_fused_or_foreach``).
 _FOREACH_DEVICES = ("cuda", "xpu")
+
+
+# --- the optimizer --------------------------------------------------------------------------------
+class Optimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` with what every optreg optimizer does around its algorithm.
+
+    * ``__init__`` and :meth:`add_param_group` pass the constructor's hyperparameters, and each
+      param group's (the defaults merged with its own values), to :meth:`_check_group`; a group
+      whose tensors differ in device or dtype is refused (:func:`check_homogeneous`).
+    * ``__setstate__`` (``load_state_dict``, ``copy.deepcopy``, unpickling) completes each group
+      with :meth:`_fill_loaded_group`.
+    * :meth:`step` runs the closure with gradients enabled, then :meth:`_step_group` on every
+      group, all under ``torch.no_grad()``.
+
+    A subclass supplies ``_check_group``, ``_load_defaults`` and ``_step_group`` (which calls its
+    ``_init_group`` and its functional form once, as ``step`` does in PyTorch).
+    """
+
+    # Group keys that a loaded state dict may lack (torch.optim's, those of an older PyTorch and
+    # optreg's own), in the order they are filled in, with the value each then gets: torch's
+    # default, as torch's own ``__setstate__`` fills it in.
+    _load_defaults: ClassVar[dict[str, Any]] = {}
+    # The keys of ``_load_defaults`` that get the constructor's value instead (its default above
+    # where the constructor has none, as when unpickling an optimizer of optreg 0.1): optreg's own
+    # keys, which no torch state dict holds.
+    _constructor_keys: ClassVar[frozenset[str]] = frozenset({"decay"})
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        self._check_group(defaults)  # the constructor's values, even if every group overrides them
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _check_group(options: dict[str, Any]) -> None:
+        """Raise ``ValueError`` (``TypeError`` for a non-number) naming the first invalid
+        hyperparameter in ``options`` (the defaults, or a group merged with them)."""
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, after checking its own hyperparameters and that it is homogeneous."""
+        self._check_group({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+        try:
+            check_homogeneous(self.param_groups[-1]["params"])
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            self._fill_loaded_group(group)
+
+    def _fill_loaded_group(self, group: dict[str, Any]) -> None:
+        """Fill in the keys of ``_load_defaults`` that ``group`` lacks, and turn plain-number
+        ``step`` entries of its tensors' state (old PyTorch) into the scalar tensors that the
+        kernels increment in place."""
+        for key, value in self._load_defaults.items():
+            if key in self._constructor_keys:
+                value = self.defaults.get(key, value)
+            group.setdefault(key, value)
+        tensor_steps(self.state, group["params"])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; return the closure's loss (or None).
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss; it runs
+                with gradients enabled.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """Update the tensors of ``group`` that have a gradient."""
+        raise NotImplementedError
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -61,21 +147,20 @@ def check_lr(lr: Any) -> float:
     return value
 
 
+def check_nonnegative(value: Any, name: str, torch_text: str) -> None:
+    """``value`` must be a number >= 0 (not nan); ``torch_text`` is PyTorch's message for it."""
+    if not number(value, name) >= 0.0:  # `not >=` also rejects nan
+        raise invalid(f"{name} must be >= 0, got {value}", torch_text)
+
+
 def check_eps(eps: Any) -> None:
-    if not number(eps, "eps") >= 0.0:
-        raise invalid(f"eps must be >= 0, got {eps}", f"Invalid epsilon value: {eps}")
+    """ε >= 0 (Adam, RMSprop)."""
+    check_nonnegative(eps, "eps", f"Invalid epsilon value: {eps}")
 
 
 def check_weight_decay(weight_decay: Any) -> None:
-    if not number(weight_decay, "weight_decay") >= 0.0:
-        raise invalid(f"weight_decay must be >= 0, got {weight_decay}",
-                      f"Invalid weight_decay value: {weight_decay}")
-
-
-def check_nonnegative(value: Any, name: str, torch_text: str) -> None:
-    """``value`` must be a number >= 0 (not nan); ``torch_text`` is PyTorch's message for it."""
-    if not number(value, name) >= 0.0:
-        raise invalid(f"{name} must be >= 0, got {value}", torch_text)
+    """λ >= 0, a number (SGD reads a one-element tensor λ before it checks it)."""
+    check_nonnegative(weight_decay, "weight_decay", f"Invalid weight_decay value: {weight_decay}")
 
 
 def check_momentum(momentum: Any) -> None:
@@ -163,6 +248,11 @@ def new_step() -> Tensor:
     return torch.tensor(0.0, dtype=step_dtype())
 
 
+def zero_buffer(p: Tensor) -> Tensor:
+    """A state buffer of zeros like ``p`` (its layout kept, as PyTorch creates its buffers)."""
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
 def tensor_steps(state: dict[Any, dict[str, Any]], params: Iterable[Tensor]) -> None:
     """Turn plain-number ``step`` entries (state dicts of old PyTorch) into tensor counters."""
     for p in params:
@@ -172,6 +262,31 @@ def tensor_steps(state: dict[Any, dict[str, Any]], params: Iterable[Tensor]) -> 
 
 
 # --- kernels --------------------------------------------------------------------------------------
+def run_kernel(
+    single_tensor: Callable[..., None],
+    multi_tensor: Callable[..., None],
+    lists: tuple[list, ...],
+    *,
+    foreach: bool | None,
+    **hyperparameters: Any,
+) -> list[tuple[list, ...]]:
+    """Run one optimizer's kernel on its parallel ``lists`` (the parameters first); return the
+    calls' lists.
+
+    ``multi_tensor`` if ``foreach`` (None: :func:`default_foreach` decides), on the CPU once per
+    cache bucket (:func:`bucketed`); else ``single_tensor``, once. ``hyperparameters`` go to
+    every call as keywords.
+    """
+    params = lists[0]
+    if foreach is None:
+        foreach = default_foreach(params)
+    kernel = multi_tensor if foreach else single_tensor
+    calls = bucketed(lists, params, foreach)
+    for call in calls:
+        kernel(*call, **hyperparameters)
+    return calls
+
+
 def default_foreach(params: list[Tensor]) -> bool:
     """The kernel that ``foreach=None`` picks: True for the multi-tensor (foreach) kernel.
 
@@ -226,6 +341,17 @@ def bucketed(
         return [lists]
     return [tuple([lst[i] for i in bucket] if lst else lst for lst in lists)
             for bucket in buckets]
+
+
+def foreach_increment(state_steps: list[Tensor]) -> None:
+    """t ← t + 1 for every step counter of the list.
+
+    A CPU tensor as the scalar avoids wrapping the number 1 anew for every tensor (as PyTorch).
+    """
+    if state_steps[0].is_cpu:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1.0)
+    else:
+        torch._foreach_add_(state_steps, 1)
 
 
 def foreach_add_decay(

@@ -1,20 +1,21 @@
 r"""Adam, Adam + L2 and AdamW, written from scratch and bit-comparable to ``torch.optim``.
 
 The file reads like ``torch/optim/adam.py``: the :class:`Adam` class (validation, lazy state,
-``step``), then :func:`adam`, the functional entry point, next to the two kernels it chooses
-between: :func:`_single_tensor_adam`, the reference (one tensor at a time), and
-:func:`_multi_tensor_adam`, the same lines over lists with ``torch._foreach_*``. Each kernel line
-is tagged with the equation it implements; the arithmetic is in place and in PyTorch's order, so
-the single-tensor kernel reproduces ``torch.optim.Adam(foreach=False)`` bit for bit.
+one step of a param group; its base :class:`optreg.optim._common.Optimizer` does the rest), then
+:func:`adam`, the functional entry point, next to the two kernels it chooses between:
+:func:`_single_tensor_adam`, the reference (one tensor at a time), and :func:`_multi_tensor_adam`,
+the same lines over lists with ``torch._foreach_*``. Each kernel line is tagged with the equation
+it implements; the arithmetic is in place and in PyTorch's order, so the single-tensor kernel
+reproduces ``torch.optim.Adam(foreach=False)`` bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import ParamsT
 
 from optreg.optim import _common as common
 from optreg.regularization import DecayScope, check_decay_scope, is_decayed
@@ -24,10 +25,8 @@ __all__ = ["Adam", "AdamW", "adam"]
 DecayScale = Literal["lr", "schedule"]
 DECAY_SCALES: tuple[str, ...] = ("lr", "schedule")
 
-Params = Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]]
 
-
-class Adam(torch.optim.Optimizer):
+class Adam(common.Optimizer):
     r"""Adam (Kingma & Ba), with coupled L2 or decoupled weight decay (AdamW) on chosen tensors.
 
     Symbols and arguments: γ = ``lr`` (γ_t: its current value, γ_0: the group's ``initial_lr``),
@@ -140,9 +139,26 @@ class Adam(torch.optim.Optimizer):
           https://openreview.net/forum?id=ryQu7f-RZ
     """
 
+    # A loaded state dict of torch.optim.Adam, an older PyTorch or optreg 0.1 may lack these keys.
+    _load_defaults: ClassVar[dict[str, Any]] = {
+        "decoupled_weight_decay": False,
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "fused": None,
+        "decay": "weights",
+        "decay_scale": "lr",
+        "bias_correction": True,
+    }
+    _constructor_keys: ClassVar[frozenset[str]] = frozenset(
+        {"decoupled_weight_decay", "decay", "decay_scale", "bias_correction"}
+    )
+
     def __init__(
         self,
-        params: Params,
+        params: ParamsT,
         lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -166,12 +182,9 @@ class Adam(torch.optim.Optimizer):
             if decoupled_weight_decay and not decoupled:
                 raise ValueError("decoupled is an alias of decoupled_weight_decay; give one")
             decoupled_weight_decay = decoupled
-        betas = common.float_pair(betas)
-        _check_hyperparameters(lr, betas, eps, weight_decay, decoupled_weight_decay, decay,
-                               decay_scale)
         defaults = {
             "lr": lr,
-            "betas": betas,
+            "betas": common.float_pair(betas),
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
@@ -187,53 +200,47 @@ class Adam(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
+    @staticmethod
+    def _check_group(options: dict[str, Any]) -> None:
+        lr = common.check_lr(options["lr"])
+        for i, beta in enumerate(options["betas"]):
+            common.check_unit_interval(beta, f"betas[{i}]",
+                                       f"Invalid beta parameter at index {i}: {beta}")
+        common.check_eps(options["eps"])
+        common.check_weight_decay(options["weight_decay"])
+        check_decay_scope(options["decay"])
+        decay_scale = options["decay_scale"]
+        if decay_scale not in DECAY_SCALES:
+            raise ValueError(f"decay_scale must be one of {DECAY_SCALES}, got {decay_scale!r}")
+        if decay_scale == "schedule":
+            if not options["decoupled_weight_decay"]:
+                raise ValueError(
+                    "decay_scale='schedule' (decay × γ_t/γ_0, the paper's AdamW) requires "
+                    "decoupled_weight_decay=True; coupled L2 has no schedule-scaled form"
+                )
+            if lr == 0.0:
+                raise ValueError(
+                    "lr must be > 0 with decay_scale='schedule' (η_t = lr / initial_lr)"
+                )
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group, after checking its own hyperparameters and that it is homogeneous.
 
         Sets the group's ``initial_lr`` (γ_0, the reference of ``decay_scale="schedule"``) to its
         ``lr`` unless the group already has one.
         """
-        options = {**self.defaults, **param_group}
         if "betas" in param_group:
-            param_group["betas"] = options["betas"] = common.float_pair(param_group["betas"])
-        _check_hyperparameters(
-            options["lr"],
-            options["betas"],
-            options["eps"],
-            options["weight_decay"],
-            options["decoupled_weight_decay"],
-            options["decay"],
-            options["decay_scale"],
-        )
+            param_group["betas"] = common.float_pair(param_group["betas"])
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        try:
-            common.check_homogeneous(group["params"])
-        except ValueError:
-            self.param_groups.pop()
-            raise
         group.setdefault("initial_lr", common.copy_lr(group["lr"]))
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Called by load_state_dict, copy.deepcopy and unpickling. Fills the keys that a state dict
-        # from torch.optim.Adam (or optreg 0.1) lacks, and turns a plain-number ``step`` (old
-        # PyTorch state dicts) into the scalar tensor that the kernels increment in place.
-        super().__setstate__(state)
-        defaults = self.defaults
-        for group in self.param_groups:
-            legacy = group.pop("decoupled", None)  # optreg 0.1's name of the flag
-            group.setdefault("decoupled_weight_decay",
-                             defaults.get("decoupled_weight_decay", False) if legacy is None
-                             else legacy)
-            for key, value in (("amsgrad", False), ("maximize", False), ("foreach", None),
-                               ("capturable", False), ("differentiable", False),
-                               ("fused", None)):
-                group.setdefault(key, value)
-            for key, value in (("decay", "weights"), ("decay_scale", "lr"),
-                               ("bias_correction", True)):
-                group.setdefault(key, defaults.get(key, value))
-            group.setdefault("initial_lr", common.copy_lr(group["lr"]))
-            common.tensor_steps(self.state, group["params"])
+    def _fill_loaded_group(self, group: dict[str, Any]) -> None:
+        legacy = group.pop("decoupled", None)  # optreg 0.1's name of decoupled_weight_decay
+        if legacy is not None:
+            group.setdefault("decoupled_weight_decay", legacy)
+        super()._fill_loaded_group(group)
+        group.setdefault("initial_lr", common.copy_lr(group["lr"]))
 
     def _init_group(
         self,
@@ -257,13 +264,11 @@ class Adam(torch.optim.Optimizer):
             state = self.state[p]
             if len(state) == 0:  # lazy initialization: t = 0, m_0 = v_0 = 0
                 state["step"] = common.new_step()
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg"] = common.zero_buffer(p)
+                state["exp_avg_sq"] = common.zero_buffer(p)
             if amsgrad:
                 if "max_exp_avg_sq" not in state:  # v_0^max = 0 (also if amsgrad turned on later)
-                    state["max_exp_avg_sq"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
+                    state["max_exp_avg_sq"] = common.zero_buffer(p)
                 max_exp_avg_sqs.append(state["max_exp_avg_sq"])
             params.append(p)
             grads.append(grad)
@@ -272,60 +277,44 @@ class Adam(torch.optim.Optimizer):
             state_steps.append(state["step"])
             decayed.append(is_decayed(p, decay))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; return the closure's loss (or None).
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        exp_avgs: list[Tensor] = []
+        exp_avg_sqs: list[Tensor] = []
+        max_exp_avg_sqs: list[Tensor] = []
+        state_steps: list[Tensor] = []
+        decayed: list[bool] = []
+        self._init_group(
+            group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed
+        )
+        if not params:
+            return
+        beta1, beta2 = group["betas"]  # read every step: OneCycleLR cycles β₁
+        lr = group["lr"]
+        # Multiplier of λ in decoupled decay: γ_t (PyTorch) or η_t = γ_t / γ_0 (paper).
+        decay_multiplier = lr / group["initial_lr"] if group["decay_scale"] == "schedule" else lr
 
-        Args:
-            closure: optional callable that re-evaluates the model and returns the loss; it runs
-                with gradients enabled.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            exp_avg_sqs: list[Tensor] = []
-            max_exp_avg_sqs: list[Tensor] = []
-            state_steps: list[Tensor] = []
-            decayed: list[bool] = []
-            self._init_group(
-                group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed
-            )
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]  # read every step: OneCycleLR cycles β₁
-            lr = group["lr"]
-            # Multiplier of λ in decoupled decay: γ_t (PyTorch) or η_t = γ_t / γ_0 (paper).
-            decay_multiplier = (
-                lr / group["initial_lr"] if group["decay_scale"] == "schedule" else lr
-            )
-
-            adam(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                max_exp_avg_sqs,
-                state_steps,
-                decayed,
-                foreach=group["foreach"],
-                amsgrad=group["amsgrad"],
-                beta1=beta1,
-                beta2=beta2,
-                lr=lr,
-                weight_decay=group["weight_decay"],
-                decay_multiplier=decay_multiplier,
-                eps=group["eps"],
-                maximize=group["maximize"],
-                decoupled=group["decoupled_weight_decay"],
-                bias_correction=group["bias_correction"],
-            )
-        return loss
+        adam(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            max_exp_avg_sqs,
+            state_steps,
+            decayed,
+            foreach=group["foreach"],
+            amsgrad=group["amsgrad"],
+            beta1=beta1,
+            beta2=beta2,
+            lr=lr,
+            weight_decay=group["weight_decay"],
+            decay_multiplier=decay_multiplier,
+            eps=group["eps"],
+            maximize=group["maximize"],
+            decoupled=group["decoupled_weight_decay"],
+            bias_correction=group["bias_correction"],
+        )
 
 
 class AdamW(Adam):
@@ -339,7 +328,7 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        params: Params,
+        params: ParamsT,
         lr: float | Tensor = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -373,10 +362,9 @@ class AdamW(Adam):
             bias_correction=bias_correction,
         )
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group["decoupled_weight_decay"] = True
+    def _fill_loaded_group(self, group: dict[str, Any]) -> None:
+        super()._fill_loaded_group(group)
+        group["decoupled_weight_decay"] = True  # whatever the state dict says, as in PyTorch
 
 
 def adam(
@@ -408,18 +396,18 @@ def adam(
     (PyTorch's AdamW), γ_t/γ_0 for the paper's form. ``foreach=None`` chooses the kernel with
     :func:`optreg.optim._common.default_foreach`. Tensors must share one device and dtype.
     """
-    if foreach is None:
-        foreach = common.default_foreach(params)
     if decayed is None:
         decayed = [True] * len(params)
     if decay_multiplier is None:
         decay_multiplier = lr
-    lists = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed)
-    kernel = _multi_tensor_adam if foreach else _single_tensor_adam
-    for call in common.bucketed(lists, params, foreach):
-        kernel(*call, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
-               weight_decay=weight_decay, decay_multiplier=decay_multiplier, eps=eps,
-               maximize=maximize, decoupled=decoupled, bias_correction=bias_correction)
+    common.run_kernel(
+        _single_tensor_adam,
+        _multi_tensor_adam,
+        (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, decayed),
+        foreach=foreach, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
+        weight_decay=weight_decay, decay_multiplier=decay_multiplier, eps=eps, maximize=maximize,
+        decoupled=decoupled, bias_correction=bias_correction,
+    )  # fmt: skip
 
 
 def _single_tensor_adam(
@@ -520,27 +508,16 @@ def _multi_tensor_adam(
     if maximize:
         grads = torch._foreach_neg(grads)  # g_t = −∇f (new tensors, never p.grad in place)
 
-    # t ← t + 1 (a CPU tensor as the scalar avoids re-wrapping 1 per tensor, as in PyTorch)
-    if state_steps[0].is_cpu:
-        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1.0)
-    else:
-        torch._foreach_add_(state_steps, 1)
+    common.foreach_increment(state_steps)  # t ← t + 1
 
     if weight_decay != 0:
-        index = [i for i, d in enumerate(decayed) if d]
-        decay_params = [params[i] for i in index]
-        if decay_params:
-            if decoupled:
+        if decoupled:
+            decay_params = [p for p, d in zip(params, decayed, strict=True) if d]
+            if decay_params:
                 torch._foreach_mul_(decay_params, shrink)  # θ ← θ·(1 − γ_t·λ)  (paper: η_t·λ)
-            elif maximize:
-                decay_grads = [grads[i] for i in index]
-                torch._foreach_add_(decay_grads, decay_params, alpha=weight_decay)  # g_t + λθ
-            else:
-                decay_grads = [grads[i] for i in index]
-                new_grads = torch._foreach_add(decay_grads, decay_params, alpha=weight_decay)
-                grads = list(grads)
-                for i, g in zip(index, new_grads, strict=True):
-                    grads[i] = g  # g_t ← g_t + λθ (new tensors)
+        else:  # g_t ← g_t + λθ (in place only on the copies made for maximize)
+            grads = common.foreach_add_decay(grads, params, decayed, weight_decay,
+                                             in_place=maximize)
 
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)  # m_t = β₁m + (1 − β₁)g_t
     torch._foreach_mul_(exp_avg_sqs, beta2)  # v_t = β₂v ...
@@ -563,31 +540,3 @@ def _multi_tensor_adam(
 
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)  # θ_t = θ − γ/(1 − β₁ᵗ)·m_t/denom
 
-
-def _check_hyperparameters(
-    lr: float | Tensor,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    decoupled: bool,
-    decay: str,
-    decay_scale: str,
-) -> None:
-    """Raise ``ValueError`` (``TypeError`` for a non-number) naming the first invalid one."""
-    lr_value = common.check_lr(lr)
-    for i, beta in enumerate(betas):
-        common.check_unit_interval(beta, f"betas[{i}]", f"Invalid beta parameter at index {i}: "
-                                                        f"{beta}")
-    common.check_eps(eps)
-    common.check_weight_decay(weight_decay)
-    check_decay_scope(decay)
-    if decay_scale not in DECAY_SCALES:
-        raise ValueError(f"decay_scale must be one of {DECAY_SCALES}, got {decay_scale!r}")
-    if decay_scale == "schedule":
-        if not decoupled:
-            raise ValueError(
-                "decay_scale='schedule' (decay × γ_t/γ_0, the paper's AdamW) requires "
-                "decoupled_weight_decay=True; coupled L2 has no schedule-scaled form"
-            )
-        if lr_value == 0.0:
-            raise ValueError("lr must be > 0 with decay_scale='schedule' (η_t = lr / initial_lr)")

@@ -1,8 +1,9 @@
 r"""RMSprop (plain, centered, with momentum) with L2 on chosen tensors, bit-comparable to torch.
 
 The file reads like ``torch/optim/rmsprop.py``: the :class:`RMSprop` class (validation, lazy
-state, ``step``), then :func:`rmsprop`, the functional entry point, next to the two kernels it
-chooses between: :func:`_single_tensor_rmsprop`, the reference (one tensor at a time), and
+state, one step of a param group; its base :class:`optreg.optim._common.Optimizer` does the
+rest), then :func:`rmsprop`, the functional entry point, next to the two kernels it chooses
+between: :func:`_single_tensor_rmsprop`, the reference (one tensor at a time), and
 :func:`_multi_tensor_rmsprop`, the same lines over lists with ``torch._foreach_*``. Each kernel
 line is tagged with the equation it implements; the arithmetic is in place and in PyTorch's
 order, so each kernel reproduces ``torch.optim.RMSprop`` with the matching ``foreach`` bit for bit.
@@ -10,8 +11,7 @@ order, so each kernel reproduces ``torch.optim.RMSprop`` with the matching ``for
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ from optreg.regularization import DecayScope, check_decay_scope, is_decayed
 __all__ = ["RMSprop", "rmsprop"]
 
 
-class RMSprop(torch.optim.Optimizer):
+class RMSprop(common.Optimizer):
     r"""RMSprop (Tieleman & Hinton), optionally centered (Graves) and with momentum; coupled L2.
 
     Symbols and arguments: γ = ``lr``, α = ``alpha``, ε = ``eps``, λ = ``weight_decay``,
@@ -125,6 +125,17 @@ class RMSprop(torch.optim.Optimizer):
           https://arxiv.org/abs/1412.6980
     """
 
+    # A loaded state dict of torch.optim.RMSprop (or of an older PyTorch) may lack these keys.
+    _load_defaults: ClassVar[dict[str, Any]] = {
+        "momentum": 0,
+        "centered": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+        "decay": "weights",
+    }
+
     def __init__(
         self,
         params: ParamsT,
@@ -143,7 +154,6 @@ class RMSprop(torch.optim.Optimizer):
     ) -> None:
         common.reject_unsupported(type(self).__name__, capturable=capturable,
                                   differentiable=differentiable)
-        _check_hyperparameters(lr, alpha, eps, weight_decay, momentum, decay)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -159,36 +169,15 @@ class RMSprop(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group, after checking its own hyperparameters and that it is homogeneous."""
-        options = {**self.defaults, **param_group}
-        _check_hyperparameters(
-            options["lr"],
-            options["alpha"],
-            options["eps"],
-            options["weight_decay"],
-            options["momentum"],
-            options["decay"],
-        )
-        super().add_param_group(param_group)
-        try:
-            common.check_homogeneous(self.param_groups[-1]["params"])
-        except ValueError:
-            self.param_groups.pop()
-            raise
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Called by load_state_dict, copy.deepcopy and unpickling. Fills the keys that a state dict
-        # from torch.optim.RMSprop (or an older PyTorch) lacks, and turns a plain-number ``step``
-        # into the scalar tensor that the kernels increment in place.
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, value in (("momentum", 0), ("centered", False), ("foreach", None),
-                               ("maximize", False), ("differentiable", False),
-                               ("capturable", False)):
-                group.setdefault(key, value)
-            group.setdefault("decay", self.defaults.get("decay", "weights"))
-            common.tensor_steps(self.state, group["params"])
+    @staticmethod
+    def _check_group(options: dict[str, Any]) -> None:
+        common.check_lr(options["lr"])
+        common.check_eps(options["eps"])
+        common.check_momentum(options["momentum"])
+        common.check_weight_decay(options["weight_decay"])
+        alpha = options["alpha"]
+        common.check_nonnegative(alpha, "alpha", f"Invalid alpha value: {alpha}")
+        check_decay_scope(options["decay"])
 
     def _init_group(
         self,
@@ -213,17 +202,15 @@ class RMSprop(torch.optim.Optimizer):
             state = self.state[p]
             if len(state) == 0:  # lazy initialization: t = 0, v_0 = 0
                 state["step"] = common.new_step()
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["square_avg"] = common.zero_buffer(p)
             # b_0 = 0 and ḡ_0 = 0, also when momentum or centered is switched on later
             if with_momentum:
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
+                    state["momentum_buffer"] = common.zero_buffer(p)
                 momentum_buffers.append(state["momentum_buffer"])
             if centered:
                 if "grad_avg" not in state:
-                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["grad_avg"] = common.zero_buffer(p)
                 grad_avgs.append(state["grad_avg"])
             params.append(p)
             grads.append(grad)
@@ -231,50 +218,36 @@ class RMSprop(torch.optim.Optimizer):
             state_steps.append(state["step"])
             decayed.append(is_decayed(p, decay))
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; return the closure's loss (or None).
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        square_avgs: list[Tensor] = []
+        grad_avgs: list[Tensor] = []
+        momentum_buffers: list[Tensor] = []
+        state_steps: list[Tensor] = []
+        decayed: list[bool] = []
+        self._init_group(group, params, grads, square_avgs, grad_avgs, momentum_buffers,
+                         state_steps, decayed)
+        if not params:
+            return
 
-        Args:
-            closure: optional callable that re-evaluates the model and returns the loss; it runs
-                with gradients enabled.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            square_avgs: list[Tensor] = []
-            grad_avgs: list[Tensor] = []
-            momentum_buffers: list[Tensor] = []
-            state_steps: list[Tensor] = []
-            decayed: list[bool] = []
-            self._init_group(group, params, grads, square_avgs, grad_avgs, momentum_buffers,
-                             state_steps, decayed)
-            if not params:
-                continue
-
-            rmsprop(
-                params,
-                grads,
-                square_avgs,
-                grad_avgs,
-                momentum_buffers,
-                state_steps,
-                decayed,
-                foreach=group["foreach"],
-                lr=group["lr"],
-                alpha=group["alpha"],
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-                momentum=group["momentum"],
-                centered=group["centered"],
-                maximize=group["maximize"],
-            )
-        return loss
+        rmsprop(
+            params,
+            grads,
+            square_avgs,
+            grad_avgs,
+            momentum_buffers,
+            state_steps,
+            decayed,
+            foreach=group["foreach"],
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+        )
 
 
 def rmsprop(
@@ -303,15 +276,15 @@ def rmsprop(
     decays (None: all do). ``foreach=None`` chooses the kernel with
     :func:`optreg.optim._common.default_foreach`. Tensors must share one device and dtype.
     """
-    if foreach is None:
-        foreach = common.default_foreach(params)
     if decayed is None:
         decayed = [True] * len(params)
-    lists = (params, grads, square_avgs, grad_avgs, momentum_buffers, state_steps, decayed)
-    kernel = _multi_tensor_rmsprop if foreach else _single_tensor_rmsprop
-    for call in common.bucketed(lists, params, foreach):
-        kernel(*call, lr=common.scalar(lr), alpha=alpha, eps=eps, weight_decay=weight_decay,
-               momentum=momentum, centered=centered, maximize=maximize)
+    common.run_kernel(
+        _single_tensor_rmsprop,
+        _multi_tensor_rmsprop,
+        (params, grads, square_avgs, grad_avgs, momentum_buffers, state_steps, decayed),
+        foreach=foreach, lr=common.scalar(lr), alpha=alpha, eps=eps, weight_decay=weight_decay,
+        momentum=momentum, centered=centered, maximize=maximize,
+    )  # fmt: skip
 
 
 def _single_tensor_rmsprop(
@@ -382,11 +355,7 @@ def _multi_tensor_rmsprop(
     if maximize:
         grads = torch._foreach_neg(grads)  # g_t = −∇f (new tensors, never p.grad in place)
 
-    # t ← t + 1 (a CPU tensor as the scalar avoids re-wrapping 1 per tensor, as in PyTorch)
-    if state_steps[0].is_cpu:
-        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1.0)
-    else:
-        torch._foreach_add_(state_steps, 1)
+    common.foreach_increment(state_steps)  # t ← t + 1
 
     if weight_decay != 0:  # g_t ← g_t + λθ (in place only on the copies made for maximize)
         grads = common.foreach_add_decay(grads, params, decayed, weight_decay, in_place=maximize)
@@ -409,19 +378,3 @@ def _multi_tensor_rmsprop(
     else:
         torch._foreach_addcdiv_(params, grads, avg, value=-lr)  # θ_t = θ − γg_t/s_t
 
-
-def _check_hyperparameters(
-    lr: float | Tensor,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    decay: str,
-) -> None:
-    """Raise ``ValueError`` (``TypeError`` for a non-number) naming the first invalid one."""
-    common.check_lr(lr)
-    common.check_eps(eps)
-    common.check_momentum(momentum)
-    common.check_weight_decay(weight_decay)
-    common.check_nonnegative(alpha, "alpha", f"Invalid alpha value: {alpha}")
-    check_decay_scope(decay)

@@ -1,7 +1,8 @@
 r"""SGD with momentum, Nesterov momentum and L2 on chosen tensors, bit-comparable to torch.optim.
 
-The file reads like ``torch/optim/sgd.py``: the :class:`SGD` class (validation, state, ``step``),
-then :func:`sgd`, the functional entry point, next to the two kernels it chooses between:
+The file reads like ``torch/optim/sgd.py``: the :class:`SGD` class (validation, state, one step
+of a param group; its base :class:`optreg.optim._common.Optimizer` does the rest), then
+:func:`sgd`, the functional entry point, next to the two kernels it chooses between:
 :func:`_single_tensor_sgd`, the reference (one tensor at a time), and :func:`_multi_tensor_sgd`,
 the same lines over lists with ``torch._foreach_*``. Each kernel line is tagged with the equation
 it implements; the arithmetic is in place and in PyTorch's order, so each kernel reproduces
@@ -11,8 +12,7 @@ it implements; the arithmetic is in place and in PyTorch's order, so each kernel
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from optreg.regularization import DecayScope, check_decay_scope, is_decayed
 __all__ = ["SGD", "sgd"]
 
 
-class SGD(torch.optim.Optimizer):
+class SGD(common.Optimizer):
     r"""Stochastic gradient descent with (Nesterov) momentum and coupled L2 on chosen tensors.
 
     Symbols and arguments: γ = ``lr``, μ = ``momentum``, τ = ``dampening``, λ = ``weight_decay``,
@@ -122,6 +122,16 @@ class SGD(torch.optim.Optimizer):
           https://arxiv.org/abs/1711.05101
     """
 
+    # A loaded state dict of torch.optim.SGD (or of an older PyTorch) may lack these keys.
+    _load_defaults: ClassVar[dict[str, Any]] = {
+        "nesterov": False,
+        "maximize": False,
+        "foreach": None,
+        "differentiable": False,
+        "fused": None,
+        "decay": "weights",
+    }
+
     def __init__(
         self,
         params: ParamsT,
@@ -138,7 +148,6 @@ class SGD(torch.optim.Optimizer):
         decay: DecayScope = "weights",
     ) -> None:
         common.reject_unsupported(type(self).__name__, differentiable=differentiable, fused=fused)
-        _check_hyperparameters(lr, momentum, dampening, weight_decay, nesterov, decay)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -153,33 +162,27 @@ class SGD(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group, after checking its own hyperparameters and that it is homogeneous."""
-        options = {**self.defaults, **param_group}
-        _check_hyperparameters(
-            options["lr"],
-            options["momentum"],
-            options["dampening"],
-            options["weight_decay"],
-            options["nesterov"],
-            options["decay"],
-        )
-        super().add_param_group(param_group)
-        try:
-            common.check_homogeneous(self.param_groups[-1]["params"])
-        except ValueError:
-            self.param_groups.pop()
-            raise
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Called by load_state_dict, copy.deepcopy and unpickling: fills the keys that a state
-        # dict from torch.optim.SGD (or an older PyTorch) lacks.
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, value in (("nesterov", False), ("maximize", False), ("foreach", None),
-                               ("differentiable", False), ("fused", None)):
-                group.setdefault(key, value)
-            group.setdefault("decay", self.defaults.get("decay", "weights"))
+    @staticmethod
+    def _check_group(options: dict[str, Any]) -> None:
+        common.check_lr(options["lr"])
+        momentum, dampening = options["momentum"], options["dampening"]
+        common.check_momentum(momentum)
+        if not math.isfinite(common.number(dampening, "dampening")):
+            raise ValueError(f"dampening must be a finite number, got {dampening}")
+        weight_decay = options["weight_decay"]
+        if isinstance(weight_decay, Tensor):
+            if weight_decay.numel() != 1:
+                raise ValueError("weight_decay: a tensor weight_decay must have exactly one "
+                                 f"element, got {weight_decay.numel()}")
+            weight_decay = weight_decay.item()
+        common.check_weight_decay(weight_decay)
+        check_decay_scope(options["decay"])
+        if options["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise common.invalid(
+                f"nesterov=True needs momentum > 0 and dampening = 0, got momentum={momentum}, "
+                f"dampening={dampening}",
+                "Nesterov momentum requires a momentum and zero dampening",
+            )
 
     def _init_group(
         self,
@@ -217,45 +220,31 @@ class SGD(torch.optim.Optimizer):
                 momentum_buffers.append(self.state[p].get("momentum_buffer"))
         return has_sparse_grad
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; return the closure's loss (or None).
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        momentum_buffers: list[Tensor | None] = []
+        decayed: list[bool] = []
+        has_sparse_grad = self._init_group(group, params, grads, momentum_buffers, decayed)
+        if not params:
+            return
 
-        Args:
-            closure: optional callable that re-evaluates the model and returns the loss; it runs
-                with gradients enabled.
-        """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            momentum_buffers: list[Tensor | None] = []
-            decayed: list[bool] = []
-            has_sparse_grad = self._init_group(group, params, grads, momentum_buffers, decayed)
-            if not params:
-                continue
-
-            sgd(
-                params,
-                grads,
-                momentum_buffers,
-                decayed,
-                foreach=False if has_sparse_grad else group["foreach"],
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                momentum=group["momentum"],
-                dampening=group["dampening"],
-                nesterov=group["nesterov"],
-                maximize=group["maximize"],
-            )
-            if group["momentum"] != 0:
-                for p, buf in zip(params, momentum_buffers, strict=True):
-                    self.state[p]["momentum_buffer"] = buf
-        return loss
+        sgd(
+            params,
+            grads,
+            momentum_buffers,
+            decayed,
+            foreach=False if has_sparse_grad else group["foreach"],
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+        )
+        if group["momentum"] != 0:
+            for p, buf in zip(params, momentum_buffers, strict=True):
+                self.state[p]["momentum_buffer"] = buf
 
 
 def sgd(
@@ -280,16 +269,15 @@ def sgd(
     chooses the kernel with :func:`optreg.optim._common.default_foreach`; sparse gradients need
     ``foreach=False``. Tensors must share one device and dtype.
     """
-    if foreach is None:
-        foreach = common.default_foreach(params)
     if decayed is None:
         decayed = [True] * len(params)
-    lists = (params, grads, momentum_buffers, decayed)
-    kernel = _multi_tensor_sgd if foreach else _single_tensor_sgd
-    calls = common.bucketed(lists, params, foreach)
-    for call in calls:
-        kernel(*call, lr=common.scalar(lr), weight_decay=common.scalar(weight_decay),
-               momentum=momentum, dampening=dampening, nesterov=nesterov, maximize=maximize)
+    calls = common.run_kernel(
+        _single_tensor_sgd,
+        _multi_tensor_sgd,
+        (params, grads, momentum_buffers, decayed),
+        foreach=foreach, lr=common.scalar(lr), weight_decay=common.scalar(weight_decay),
+        momentum=momentum, dampening=dampening, nesterov=nesterov, maximize=maximize,
+    )  # fmt: skip
     if len(calls) > 1:  # each bucket filled its own copy of the list; buckets are consecutive
         momentum_buffers[:] = [buf for call in calls for buf in call[2]]
 
@@ -364,30 +352,3 @@ def _multi_tensor_sgd(
 
     torch._foreach_add_(params, grads, alpha=-lr)  # θ_t = θ − γd_t
 
-
-def _check_hyperparameters(
-    lr: float | Tensor,
-    momentum: float,
-    dampening: float,
-    weight_decay: float | Tensor,
-    nesterov: bool,
-    decay: str,
-) -> None:
-    """Raise ``ValueError`` (``TypeError`` for a non-number) naming the first invalid one."""
-    common.check_lr(lr)
-    common.check_momentum(momentum)
-    if not math.isfinite(common.number(dampening, "dampening")):
-        raise ValueError(f"dampening must be a finite number, got {dampening}")
-    if isinstance(weight_decay, Tensor):
-        if weight_decay.numel() != 1:
-            raise ValueError("weight_decay: a tensor weight_decay must have exactly one element, "
-                             f"got {weight_decay.numel()}")
-        weight_decay = weight_decay.item()
-    common.check_weight_decay(weight_decay)
-    check_decay_scope(decay)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise common.invalid(
-            f"nesterov=True needs momentum > 0 and dampening = 0, got momentum={momentum}, "
-            f"dampening={dampening}",
-            "Nesterov momentum requires a momentum and zero dampening",
-        )

@@ -3,11 +3,13 @@
     python benchmarks/seed_study.py --data-dir D [--epochs 2] [--train-size N] [--workers 2]
 
 Runs ``optreg study seed`` twice as a subprocess on the same settings: with ``--workers 1``
-(sequential) and with ``--workers N`` (concurrent, one torch thread per run either way), and
-reports for each the total wall time, each scenario's own wall time and the peak resident memory
-(the largest sum of RSS over the whole process tree, sampled every 0.1 s from /proc). It checks
-that both give bit-identical histories (a run's result must not depend on how many ran beside
-it) and prints the ratio concurrent / sequential. Results go to JSON with the machine.
+(sequential) and with ``--workers N`` (concurrent), one torch thread per run either way
+(``--threads 1``, so that the bits agree), and reports for each the total wall time, each
+scenario's own wall time and the peak memory of the whole process tree, sampled every 0.1 s from
+/proc: the sum of RSS (which counts the data that workers share once per process) and of PSS
+(which splits shared pages among the processes that map them: what the tree really uses). It
+checks that both give bit-identical histories (a run's result must not depend on how many ran
+beside it) and prints the ratio concurrent / sequential. Results go to JSON with the machine.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from pathlib import Path
 from optreg.atomic import write_json
 from optreg.runtime import machine_info
 
+COMPARED = ("train_loss", "train_objective", "valid_loss", "valid_acc")  # no timings
 
-def tree_rss_bytes(root: int) -> int:
-    """Sum of VmRSS over ``root`` and all its descendants (Linux /proc)."""
+
+def tree_memory_bytes(root: int) -> tuple[int, int]:
+    """Sums of RSS and of PSS over ``root`` and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -38,18 +42,21 @@ def tree_rss_bytes(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
+    rss = pss = 0
+    stack = [root]
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, []))
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
         except OSError:
             pass
-    return total
+    return rss, pss
 
 
 def run_study(args: argparse.Namespace, workers: int, out: Path) -> dict:
@@ -65,6 +72,8 @@ def run_study(args: argparse.Namespace, workers: int, out: Path) -> dict:
         str(args.epochs),
         "--workers",
         str(workers),
+        "--threads",
+        "1",
         "--out",
         str(out),
         "--no-progress",
@@ -75,12 +84,13 @@ def run_study(args: argparse.Namespace, workers: int, out: Path) -> dict:
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
-    peak = 0
+    peak_rss = peak_pss = 0
     stderr: list[str] = []
     reader = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
     reader.start()
     while process.poll() is None:
-        peak = max(peak, tree_rss_bytes(process.pid))
+        rss, pss = tree_memory_bytes(process.pid)
+        peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         time.sleep(0.1)
     wall = time.perf_counter() - start
     reader.join()
@@ -90,12 +100,13 @@ def run_study(args: argparse.Namespace, workers: int, out: Path) -> dict:
     return {
         "workers": workers,
         "wall_s": wall,
-        "peak_rss_mb": peak / 2**20,
+        "peak_rss_mb": peak_rss / 2**20,
+        "peak_pss_mb": peak_pss / 2**20,
         "runs": {
             r["name"]: {
                 "wall_s": r["wall_s"],
                 "train_img_per_s": r["train_img_per_s"],
-                "history": r["history"],
+                "history": {k: r["history"][k] for k in COMPARED},
                 "test_acc": r["test_acc"],
             }
             for r in runs
@@ -128,7 +139,8 @@ def main() -> None:
         )
     ratio = concurrent["wall_s"] / sequential["wall_s"]
     for label, r in (("sequential", sequential), (f"{args.workers} workers", concurrent)):
-        print(f"{label:<15} total {r['wall_s']:7.1f} s   peak RSS {r['peak_rss_mb']:7.0f} MB")
+        print(f"{label:<15} total {r['wall_s']:7.1f} s   peak RSS {r['peak_rss_mb']:7.0f} MB"
+              f"   peak PSS {r['peak_pss_mb']:7.0f} MB")
     print(f"concurrent / sequential wall time: {ratio:.3f}; identical histories: {identical}")
     out = write_json(args.out, {"machine": machine_info(), "epochs": args.epochs,
                                 "train_size": args.train_size, "ratio": ratio,

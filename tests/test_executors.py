@@ -1,7 +1,8 @@
 """Executors: in-process, worker processes and Ray give identical results; resume; failures.
 
 One small sweep (2 learning rates × 1 weight decay × 2 modes, seed 0, 2 epochs on 256 synthetic
-images) is run by every executor; the numbers must be bit-identical. One local Ray instance
+images, and one augmented, shuffled run) is run by every executor; the numbers must be
+bit-identical. One local Ray instance
 (2 CPUs) serves the whole module: it is started by a :class:`RayExecutor` (which therefore owns
 it and shuts it down on ``close``) and shut down again at teardown in any case.
 """
@@ -44,8 +45,12 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> DataSpec:
 
 @pytest.fixture(scope="module")
 def grid() -> tuple[list[RunConfig], dict[str, Any]]:
-    return sweep_study(lr=[1e-3, 3e-3], weight_decay=[1e-2], mode=["coupled", "decoupled"],
-                       seeds=[0], epochs=2)
+    """Four grid points, and one run with augmentation and shuffling: the random crops, flips and
+    orders must be the same whichever executor draws them."""
+    configs, description = sweep_study(lr=[1e-3, 3e-3], weight_decay=[1e-2],
+                                       mode=["coupled", "decoupled"], seeds=[0], epochs=2)
+    augmented = configs[0].replace(name="augmented", augment=True, shuffle=True)
+    return [*configs, augmented], description
 
 
 def tasks_of(configs: list[RunConfig]) -> list[Task]:

@@ -395,3 +395,35 @@ def test_flat_hparams_spreads_sequences() -> None:
     assert flat["betas[0]"] == 0.9 and flat["betas[1]"] == 0.999 and "betas" not in flat
     assert all(v is None or isinstance(v, (bool, int, float, str)) for v in flat.values())
     assert flat_hparams({"a": (1, "x"), "b": None}) == {"a[0]": 1, "a[1]": "x", "b": None}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_study_logs_every_run_and_the_events_match_results_json(
+    data_dir: Path, tmp_path: Path, executor: str
+) -> None:
+    """``optreg study seed --tensorboard``: one directory per run, from worker processes or Ray
+    tasks, holding what results.json holds (to float32, TensorBoard's storage)."""
+    import json
+
+    from optreg.cli import main
+
+    board, out = tmp_path / "tb", tmp_path / "out"
+    argv = ["study", "seed", "--data-dir", str(data_dir), "--out", str(out), "--only",
+            "adam,adam-l2-loss", "--epochs", "2", "--train-size", "128", "--test-size", "64",
+            "--tensorboard", str(board), "--no-progress", "--executor", executor,
+            "--workers", "2"]
+    if executor == "ray":
+        pytest.importorskip("ray")
+    assert main(argv) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert sorted(p.name for p in board.iterdir()) == sorted(
+        run_dir_name(r["name"], r["seed"], r["id"]) for r in runs)
+    for run in runs:
+        scalars = read_scalars(board / run_dir_name(run["name"], run["seed"], run["id"]))
+        history = run["history"]
+        for key, tag in (("train_loss", "loss/train"), ("valid_loss", "loss/valid"),
+                         ("valid_acc", "accuracy/valid"), ("lr", "lr")):
+            assert scalars[tag] == [(e + 1, f32(v)) for e, v in enumerate(history[key])], tag
+        assert ("loss/objective" in scalars) == (run["config"]["decay_mode"] == "loss")
+        assert scalars["final/test_acc"][0][1] == f32(run["test_acc"])

@@ -9,7 +9,9 @@ cross-entropy, validation on the test split as the exercise), every optimizer fr
 ``sgd``                    SGD at Adam's learning rate 1e-3: θ ← θ − γ·g
 ``sgd-ema``                SGD with momentum as an exponential moving average (momentum 0.9,
                            dampening 0.9: m ← 0.9·m + 0.1·g, θ ← θ − γ·m): Adam's first moment
-                           alone, without bias correction
+                           alone (torch's buffer starts at m_1 = g_1 where Adam's m starts at
+                           0, which makes it Adam's bias-corrected m̂ at step 1; the two then
+                           differ by 0.9ᵗ·g_1)
 ``rmsprop``                RMSprop, α = 0.999, ε = 1e-8: v ← 0.999·v + 0.001·g²,
                            θ ← θ − γ·g/(√v + ε): Adam's second moment alone
 ``adam-no-bias-correction``  both moments, m̂ = m and v̂ = v

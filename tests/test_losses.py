@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -10,8 +11,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn import _reduction as torch_reduction
 from torch.testing import assert_close
 
+from optim_helpers import torch_signature_matches
 from optreg.losses import CrossEntropyLoss, cross_entropy, l2_penalty
 from optreg.regularization import param_groups
 
@@ -36,14 +39,23 @@ def _targets(kind: str, gen: torch.Generator, n: int = N, c: int = C, dtype=torc
     return probs / probs.sum(dim=1, keepdim=True)
 
 
+def _class_weights(gen: torch.Generator, c: int = C, dtype=torch.float64) -> torch.Tensor:
+    """Class weights in [0.5, 2.5), class 1 switched off (weight 0)."""
+    weight = 0.5 + 2 * torch.rand(c, generator=gen, dtype=dtype)
+    weight[1] = 0.0
+    return weight
+
+
 def _compare(logits, target, *, target_grad=False, equal_nan=False, **kw):
     """Loss and d(loss)/d(logits) [and d/d(target)] of ours vs F.cross_entropy.
 
     Results are compared at the tolerance of the least precise input: float32 logits with a
     float64 target give a float64 result that carries float32's rounding (the exp and log of
-    float32 values differ in their last bits between CPUs and between the two formulas).
+    float32 values differ in their last bits between CPUs and between the two formulas). The
+    class weights ``kw["weight"]`` count as an input too.
     """
-    floats = [t.dtype for t in (logits, target) if t.is_floating_point()]
+    inputs = (logits, target, kw.get("weight"))
+    floats = [t.dtype for t in inputs if t is not None and t.is_floating_point()]
     least_precise = torch.float32 if torch.float32 in floats else torch.float64
     results = []
     for fn in (cross_entropy, F.cross_entropy):
@@ -66,11 +78,14 @@ def _compare(logits, target, *, target_grad=False, equal_nan=False, **kw):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("kind", ["index", "onehot", "probs"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
-def test_matches_torch(dtype, reduction, kind, label_smoothing):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_torch(dtype, reduction, kind, label_smoothing, weighted):
     gen = torch.Generator().manual_seed(0)
     logits = 3 * torch.randn(N, C, generator=gen, dtype=dtype)
     target = _targets(kind, gen, dtype=dtype)
     kw = {"reduction": reduction, "label_smoothing": label_smoothing}
+    if weighted:
+        kw["weight"] = _class_weights(gen, dtype=dtype)
     _compare(logits, target, target_grad=kind != "index", **kw)
 
 
@@ -78,12 +93,15 @@ def test_matches_torch(dtype, reduction, kind, label_smoothing):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("ignore_index", [-100, -1, 2, C])
-def test_ignore_index_matches_torch(dtype, reduction, label_smoothing, ignore_index):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ignore_index_matches_torch(dtype, reduction, label_smoothing, ignore_index, weighted):
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(N, C, generator=gen, dtype=dtype)
     target = torch.randint(C, (N,), generator=gen)
     target[[0, 3]] = ignore_index
     kw = {"reduction": reduction, "label_smoothing": label_smoothing, "ignore_index": ignore_index}
+    if weighted:
+        kw["weight"] = _class_weights(gen, dtype=dtype)
     loss, grad = _compare(logits, target, **kw)
     assert torch.all(grad[target == ignore_index] == 0)
     # validate=False never reads the targets on the host and always takes the masked path.
@@ -92,11 +110,12 @@ def test_ignore_index_matches_torch(dtype, reduction, label_smoothing, ignore_in
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
-def test_all_ignored_matches_torch(reduction, label_smoothing):
+@pytest.mark.parametrize("weight", [None, torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)])
+def test_all_ignored_matches_torch(reduction, label_smoothing, weight):
     """torch: mean over zero samples is 0/0 = nan; sum is 0; none is all zeros."""
     logits = torch.randn(4, 3, dtype=torch.float64)
     target = torch.full((4,), -100)
-    kw = {"reduction": reduction, "label_smoothing": label_smoothing}
+    kw = {"reduction": reduction, "label_smoothing": label_smoothing, "weight": weight}
     loss, _ = _compare(logits, target, equal_nan=True, **kw)
     assert loss.isnan().all() if reduction == "mean" else (loss == 0).all()
 
@@ -123,13 +142,17 @@ def test_mixed_precision_probability_targets_promote_like_torch():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["index", "onehot", "probs"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_extreme_logits_are_finite_and_match_torch(dtype, kind, label_smoothing):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_extreme_logits_are_finite_and_match_torch(dtype, kind, label_smoothing, weighted):
     gen = torch.Generator().manual_seed(4)
     logits = 1e4 * torch.randn(N, C, generator=gen, dtype=dtype).sign()  # ±1e4
     logits[0] = torch.tensor([1e4, -1e4, -1e4, -1e4, -1e4])
     target = _targets(kind, gen, dtype=dtype)
+    weight = _class_weights(gen, dtype=dtype) if weighted else None
     for reduction in REDUCTIONS:
-        loss, grad = _compare(logits, target, reduction=reduction, label_smoothing=label_smoothing)
+        loss, grad = _compare(
+            logits, target, reduction=reduction, label_smoothing=label_smoothing, weight=weight
+        )
         assert loss.isfinite().all() and grad.isfinite().all()
     # A confidently wrong row costs 2e4 nats (no saturation); a confidently right one ~0.
     z = torch.tensor([[1e4, -1e4], [1e4, -1e4]], dtype=dtype)
@@ -214,6 +237,9 @@ def _cases(draw):
     if kind == "index" and draw(st.booleans()):
         kw["ignore_index"] = draw(st.sampled_from([-100, 0, c - 1]))
         target[torch.rand(n, generator=gen) < 0.3] = kw["ignore_index"]
+    if draw(st.booleans()):  # positive weights: a zero-weight batch is tested on its own below
+        weight_scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
+        kw["weight"] = weight_scale * (0.1 + torch.rand(c, generator=gen, dtype=torch.float64))
     return logits, target, kind, kw
 
 
@@ -222,6 +248,188 @@ def _cases(draw):
 def test_matches_torch_hypothesis(case):
     logits, target, kind, kw = case
     _compare(logits, target, equal_nan=True, target_grad=kind != "index", **kw)
+
+
+# --------------------------------------------------------------------------- class weights
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_weighted_mean_divides_by_the_counted_weight(label_smoothing):
+    """Index targets: mean = Σ_K ℓ_i / Σ_K w_{t_i}; probability targets: mean = Σ_i ℓ_i / N."""
+    gen = torch.Generator().manual_seed(8)
+    logits = torch.randn(N, C, generator=gen, dtype=torch.float64)
+    weight = _class_weights(gen)
+    target = torch.randint(C, (N,), generator=gen)
+    target[[1, 5]] = -100
+    kw = {"weight": weight, "label_smoothing": label_smoothing}
+    kept = target != -100
+    total = cross_entropy(logits, target, reduction="sum", **kw)
+    assert_close(cross_entropy(logits, target, **kw), total / weight[target[kept]].sum())
+    # Each kept sample: ℓ_i = −Σ_c w_c·q_ic·log p_ic with q_i = (1−ε)·e_{t_i} + ε/C.
+    q = (1 - label_smoothing) * F.one_hot(target.clamp_min(0), C) + label_smoothing / C
+    expected = -(weight * q * logits.log_softmax(dim=1)).sum(dim=1)
+    per_sample = cross_entropy(logits, target, reduction="none", **kw)
+    assert_close(per_sample, torch.where(kept, expected, 0.0))
+    probs = _targets("probs", gen)
+    total = cross_entropy(logits, probs, reduction="sum", **kw)
+    assert_close(cross_entropy(logits, probs, **kw), total / N)
+
+
+@pytest.mark.parametrize("kind", ["index", "probs"])
+def test_uniform_weights(kind):
+    """Weights of 1 change nothing; weights of 3 triple the sum, and the index mean stays."""
+    gen = torch.Generator().manual_seed(9)
+    logits = torch.randn(N, C, generator=gen, dtype=torch.float64)
+    target = _targets(kind, gen)
+    ones = torch.ones(C, dtype=torch.float64)
+    for reduction in REDUCTIONS:
+        plain = cross_entropy(logits, target, reduction=reduction, label_smoothing=0.1)
+        assert_close(
+            cross_entropy(logits, target, ones, reduction=reduction, label_smoothing=0.1),
+            plain,
+            rtol=1e-14,
+            atol=1e-14,
+        )
+        tripled = cross_entropy(logits, target, 3 * ones, reduction=reduction, label_smoothing=0.1)
+        scale = 1.0 if (kind, reduction) == ("index", "mean") else 3.0
+        assert_close(tripled, scale * plain, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_zero_total_weight_is_nan_like_torch(label_smoothing):
+    """Every counted sample has weight 0: the mean is 0/0 = nan in value and gradient, as in
+    torch, also with smoothing (whose part alone would be x/0 = inf)."""
+    logits = torch.randn(4, 3, dtype=torch.float64)
+    target = torch.tensor([0, -100, 2, 0])
+    weight = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    loss, grad = _compare(
+        logits, target, weight=weight, label_smoothing=label_smoothing, equal_nan=True
+    )
+    assert loss.isnan() and grad[[0, 2, 3]].isnan().all() and (grad[1] == 0).all()
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_index_targets_are_differentiable_in_the_weight(label_smoothing):
+    """torch refuses a weight that requires grad with index targets, and accepts it with
+    probabilities: index targets and their one-hot rows must give the same ∂(sum)/∂w."""
+    gen = torch.Generator().manual_seed(10)
+    logits = torch.randn(N, C, generator=gen, dtype=torch.float64)
+    target = torch.randint(C, (N,), generator=gen)
+    one_hot = F.one_hot(target, C).double()
+    weight = _class_weights(gen).requires_grad_()
+    kw = {"reduction": "sum", "label_smoothing": label_smoothing}
+    (ours,) = torch.autograd.grad(cross_entropy(logits, target, weight, **kw), weight)
+    (theirs,) = torch.autograd.grad(F.cross_entropy(logits, one_hot, weight, **kw), weight)
+    assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_probability_targets_promote_the_weight_like_torch():
+    """float32 logits and targets, float64 weight: a float64 loss, as torch gives."""
+    gen = torch.Generator().manual_seed(11)
+    logits, target = torch.randn(N, C, generator=gen), _targets("probs", gen, dtype=torch.float32)
+    loss, _ = _compare(logits, target, weight=_class_weights(gen), label_smoothing=0.1)
+    assert loss.dtype == torch.float64
+
+
+# --------------------------------------------------------------------------- torch's signature
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (CrossEntropyLoss, nn.CrossEntropyLoss),
+        (CrossEntropyLoss.forward, nn.CrossEntropyLoss.forward),
+        (cross_entropy, F.cross_entropy),
+    ],
+    ids=["module", "forward", "functional"],
+)
+def test_signature_matches_torch(ours, theirs):
+    torch_signature_matches(ours, theirs)
+
+
+_W = torch.tensor([1.0, 0.5, 2.0, 0.0, 1.5], dtype=torch.float64)
+POSITIONAL = {
+    "weight": (_W,),
+    "ignore_index third": (None, None, 2),
+    "every argument": (_W, None, 2, None, "sum", 0.1),
+}
+
+
+@pytest.mark.parametrize("args", list(POSITIONAL.values()), ids=list(POSITIONAL))
+def test_positional_arguments_bind_like_torch(args):
+    ours, theirs = CrossEntropyLoss(*args), nn.CrossEntropyLoss(*args)
+    assert ours.weight is theirs.weight
+    options = ("ignore_index", "reduction", "label_smoothing")
+    assert [getattr(ours, o) for o in options] == [getattr(theirs, o) for o in options]
+    gen = torch.Generator().manual_seed(12)
+    logits = torch.randn(N, C, generator=gen, dtype=torch.float64)
+    target = torch.randint(C, (N,), generator=gen)
+    target[0] = 2
+    assert_close(ours(logits, target), theirs(logits, target), **_tol(torch.float64))
+    assert_close(
+        cross_entropy(logits, target, *args),
+        F.cross_entropy(logits, target, *args),
+        **_tol(torch.float64),
+    )
+
+
+LEGACY_FLAGS = [
+    (size_average, reduce)
+    for size_average in (None, True, False)
+    for reduce in (None, True, False)
+    if (size_average, reduce) != (None, None)
+] + [(0, 1)]  # torch tests truthiness, not identity: 0 and 1 count as False and True
+
+
+@pytest.mark.parametrize(("size_average", "reduce"), LEGACY_FLAGS)
+def test_legacy_flags_map_to_the_reduction_like_torch(size_average, reduce):
+    expected = torch_reduction.legacy_get_string(size_average, reduce, emit_warning=False)
+    overridden = "mean" if expected == "none" else "none"  # the flags win over `reduction`
+    flags = {"size_average": size_average, "reduce": reduce, "reduction": overridden}
+    gen = torch.Generator().manual_seed(13)
+    logits = torch.randn(N, C, generator=gen, dtype=torch.float64)
+    target = torch.randint(C, (N,), generator=gen)
+    calls = {
+        "module": (lambda: CrossEntropyLoss(**flags), lambda: nn.CrossEntropyLoss(**flags)),
+        "functional": (
+            lambda: cross_entropy(logits, target, **flags),
+            lambda: F.cross_entropy(logits, target, **flags),
+        ),
+    }
+    for name, (ours, theirs) in calls.items():
+        with pytest.warns(UserWarning) as their_warnings:
+            reference = theirs()
+        with pytest.warns(UserWarning) as our_warnings:
+            result = ours()
+        assert [str(w.message) for w in our_warnings] == [str(w.message) for w in their_warnings]
+        assert str(our_warnings[0].message) == (
+            f"size_average and reduce args will be deprecated, please use reduction='{expected}' "
+            "instead."
+        )
+        assert our_warnings[0].filename == __file__, name  # it points at the caller's line
+        if name == "module":
+            assert result.reduction == reference.reduction == expected
+            result, reference = result(logits, target), reference(logits, target)
+        assert_close(result, reference, **_tol(torch.float64))
+
+
+def test_without_legacy_flags_there_is_no_warning():
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CrossEntropyLoss(reduction="sum")(logits, target)
+        cross_entropy(logits, target, reduction="none")
+
+
+def test_legacy_flags_resolve_before_the_l2_check():
+    params = [torch.ones(2, 2)]
+    with (
+        pytest.warns(UserWarning, match="reduction='sum'"),
+        pytest.raises(ValueError, match="'sum'"),
+    ):
+        CrossEntropyLoss(size_average=False, params=params, l2=0.1)
+    with pytest.warns(UserWarning, match="reduction='mean'"):
+        assert CrossEntropyLoss(reduce=True, params=params, l2=0.1).reduction == "mean"
 
 
 # --------------------------------------------------------------------------- module, L2 penalty
@@ -237,11 +445,44 @@ def test_module_equals_functional_and_torch_module():
     logits, target = torch.randn(N, C, generator=gen), torch.randint(C, (N,), generator=gen)
     target[2] = 4
     kw = {"reduction": "sum", "label_smoothing": 0.1, "ignore_index": 4}
+    kw["weight"] = _class_weights(gen, dtype=torch.float32)
     loss_fn = CrossEntropyLoss(**kw)
     assert_close(loss_fn(logits, target), nn.CrossEntropyLoss(**kw)(logits, target))
     assert_close(loss_fn(logits, target), cross_entropy(logits, target, **kw))
     assert_close(loss_fn.last_data_term, loss_fn(logits, target))
     assert loss_fn.last_penalty == 0 and loss_fn.penalty(N) == 0  # no L2 configured
+
+
+def test_weight_is_a_buffer_like_torch():
+    """state_dict keys, loading torch's state, and .to(dtype) behave as torch's module does."""
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    ours, theirs = CrossEntropyLoss(weight), nn.CrossEntropyLoss(weight)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight"]
+    assert list(CrossEntropyLoss().state_dict()) == list(nn.CrossEntropyLoss().state_dict()) == []
+    fresh = CrossEntropyLoss(torch.ones(3))
+    fresh.load_state_dict(theirs.state_dict())
+    assert torch.equal(fresh.weight, weight)
+    assert ours.double().weight.dtype == theirs.double().weight.dtype == torch.float64
+    logits, target = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    assert_close(ours(logits, target), theirs(logits, target), **_tol(torch.float64))
+
+
+def test_l2_penalty_with_class_weights_keeps_the_batch_size():
+    """The data term is the weighted mean; the penalty is still λ/(2B)·Σ‖W‖² with B = N."""
+    lam, batch = 0.4, 10
+    model = _model()
+    weight = torch.tensor([2.0, 0.0, 0.5], dtype=torch.float64)
+    loss_fn = CrossEntropyLoss(weight, params=model.parameters(), l2=lam)
+    x, t = torch.randn(batch, 6, dtype=torch.float64), torch.randint(3, (batch,))
+    total = loss_fn(model(x), t)
+    penalty = (
+        lam / (2 * batch) * sum(p.detach().pow(2).sum() for p in model.parameters() if p.ndim > 1)
+    )
+    assert_close(loss_fn.last_penalty, penalty, rtol=1e-14, atol=0)
+    assert_close(
+        loss_fn.last_data_term, F.cross_entropy(model(x), t, weight).detach(), **_tol(torch.float64)
+    )
+    assert_close(total.detach(), loss_fn.last_data_term + loss_fn.last_penalty, rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("decay", ["weights", "all"])
@@ -381,6 +622,49 @@ def test_bad_input_raises(logits, target, kw, exc, match):
     if set(kw) <= {"ignore_index"}:  # the module surfaces the same error from forward
         with pytest.raises(exc, match=match):
             CrossEntropyLoss(**kw)(logits, target)
+
+
+BAD_WEIGHTS = [
+    ("list", [1.0, 1.0, 1.0], True, TypeError, "weight must be a 1-D tensor of class weights"),
+    ("2-D", torch.ones(1, 3), True, ValueError, r"weight must be 1-D.*shape \(1, 3\)"),
+    ("0-D", torch.tensor(1.0), True, ValueError, r"weight must be 1-D.*shape \(\)"),
+    ("int", torch.ones(3, dtype=torch.long), True, TypeError, "weight must be floating point"),
+    ("too many", torch.ones(4), False, ValueError, r"C=3, weight has shape \(4,\)"),
+    ("too few", torch.ones(2), False, ValueError, r"C=3, weight has shape \(2,\)"),
+    (
+        "dtype", torch.ones(3, dtype=torch.float64), False,
+        TypeError, "weight has dtype torch.float64 but logits torch.float32",
+    ),
+    ("device", torch.ones(3, device="meta"), False, ValueError, "weight is on meta but logits"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("weight", "at_construction", "exc", "match"),
+    [case[1:] for case in BAD_WEIGHTS],
+    ids=[case[0] for case in BAD_WEIGHTS],
+)
+def test_bad_weight_raises(weight, at_construction, exc, match):
+    with pytest.raises(exc, match=match):
+        cross_entropy(_z, _t, weight)
+    if at_construction:  # what needs no logits is refused at the door
+        with pytest.raises(exc, match=match):
+            CrossEntropyLoss(weight)
+    else:
+        loss_fn = CrossEntropyLoss(weight)
+        with pytest.raises(exc, match=match):
+            loss_fn(_z, _t)
+
+
+def test_bad_weight_with_probability_targets():
+    """Probability targets promote a float weight of another dtype (as torch does), but the
+    class count and the floating dtype are checked all the same."""
+    probs = torch.rand(4, 3).softmax(dim=1)
+    assert cross_entropy(_z, probs, torch.ones(3, dtype=torch.float64)).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"C=3, weight has shape \(4,\)"):
+        cross_entropy(_z, probs, torch.ones(4))
+    with pytest.raises(TypeError, match="weight must be floating point"):
+        cross_entropy(_z, probs, torch.ones(3, dtype=torch.long))
 
 
 def test_index_equal_to_ignore_index_is_not_out_of_range():

@@ -28,6 +28,9 @@ def test_every_parity_check_passes(rows: list[ParityRow]) -> None:
             "RMSprop centered, momentum", "RMSprop + L2 (weights)"} <= components
     for dtype in ("float32", "float64"):  # every component in both precisions
         assert components == {r.component for r in rows if r.setting.endswith(dtype)}
+    weighted = {f"class weights, {targets}, {dtype}" for targets in ("mean", "probabilities")
+                for dtype in ("float32", "float64")}  # class weights, both kinds of target
+    assert weighted <= {r.setting for r in rows if r.component == "CrossEntropyLoss"}
     assert any("foreach" in r.setting for r in rows)
     assert any("single-tensor" in r.setting for r in rows)
     assert all("20 steps" in r.setting for r in rows if r.component != "CrossEntropyLoss")

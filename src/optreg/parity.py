@@ -4,7 +4,8 @@ Every check builds the same random problem twice — once for optreg's code, onc
 and compares the results:
 
 * cross-entropy: loss values and gradients w.r.t. the logits, for index and probability targets,
-  label smoothing, ignore_index, each reduction and extreme logits (±1e4);
+  label smoothing, ignore_index, class weights (``weight``), each reduction and extreme logits
+  (±1e4);
 * optimizers (Adam, AdamW, SGD, RMSprop, each option that changes the update, both kernels): a
   small conv net trained for ``steps`` steps on random batches from the same initial weights,
   optreg's optimizer on one copy and torch's on the other; compared are the final parameters and
@@ -79,6 +80,9 @@ def _ce_cases(g: torch.Generator, dtype: torch.dtype):
     ignored = index.clone()
     ignored[::3] = -100
     extreme = torch.randn(BATCH, CLASSES, generator=g, dtype=dtype).sign() * 1e4
+    # Drawn last, so that the rows above keep the data they had before class weights came.
+    weight = 0.5 + 2 * torch.rand(CLASSES, generator=g, dtype=dtype)
+    weight[1] = 0.0  # a class that counts for nothing
     for reduction in ("mean", "sum", "none"):
         yield f"index targets, {reduction}", logits, index, {"reduction": reduction}
     yield "probability targets", logits, probs, {}
@@ -91,6 +95,12 @@ def _ce_cases(g: torch.Generator, dtype: torch.dtype):
                                                              "reduction": "sum"}
     yield "extreme logits ±1e4", extreme, index, {}
     yield "extreme logits ±1e4, probabilities", extreme, with_zeros, {}
+    weighted, smoothed = {"weight": weight}, {"weight": weight, "label_smoothing": 0.1}
+    for reduction in ("mean", "sum", "none"):
+        yield f"class weights, {reduction}", logits, index, {**weighted, "reduction": reduction}
+    yield "class weights + ignore_index + smoothing 0.1", logits, ignored, smoothed
+    yield "class weights, probabilities", logits, probs, weighted
+    yield "class weights + smoothing 0.1, probabilities", logits, with_zeros, smoothed
 
 
 def cross_entropy_rows(seed: int = 0) -> list[ParityRow]:

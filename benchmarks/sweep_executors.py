@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from optreg.executors.base import Executor, Resources, Task
-from optreg.executors.local import DataSpec, LocalExecutor, default_workers
-from optreg.runtime import machine_info, now
+from optreg.executors.local import DataSpec, LocalExecutor
+from optreg.runtime import machine_info, now, usable_cores
 from optreg.studies.sweep import parse_floats, parse_modes, sweep_study
 
 COMPARED = ("status", "train_acc", "test_acc", "history")
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cores",
         type=int,
-        default=default_workers(1),
+        default=usable_cores(),
         help="worker processes / Ray CPUs (default: the usable cores, %(default)s)",
     )
     parser.add_argument(

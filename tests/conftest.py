@@ -1,5 +1,8 @@
 """Shared fixtures: one torch thread, and a small synthetic CIFAR-10 written once per session.
 
+Hypothesis runs derandomized (the same examples on every machine and every run, so a red CI is
+reproducible); ``HYPOTHESIS_PROFILE=explore`` draws new examples each run instead.
+
 Tests never touch the real data or the network: :func:`optreg.data.write_synthetic_cifar10`
 writes learnable look-alike images in the official layout. Runs use the first
 ``TRAIN_SIZE`` / ``TEST_SIZE`` images; the files hold more training images so that a test can
@@ -8,15 +11,21 @@ make epochs longer when it needs time to interrupt a run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import settings
 
 from optreg.config import RunConfig
 from optreg.data import Cifar10, load_cifar10, write_synthetic_cifar10
+
+settings.register_profile("derandomized", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
 
 N_TRAIN_FILES, N_TEST_FILES = 1024, 128  # images in the synthetic files
 TRAIN_SIZE, TEST_SIZE = 256, 128  # images a small run uses (8 steps per epoch at batch 32)
@@ -24,7 +33,9 @@ TRAIN_SIZE, TEST_SIZE = 256, 128  # images a small run uses (8 steps per epoch a
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: runs use one anyway, and the machine is shared."""
+    """One intra-op thread in this process: its runs then use the same kernels on every machine
+    (so runs compared within the test process are bit-equal), and the cores stay free for the
+    tests that start worker processes."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

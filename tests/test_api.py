@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import optreg
+from optreg import api, runtime
 from optreg.cli import main
 from optreg.config import ConfigError
 from optreg.results import FRAME_COLUMNS, StudyResult
@@ -128,3 +129,39 @@ def test_pandas_is_an_extra_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None
 
     with pytest.raises(MissingExtra, match=r"pip install 'optreg\[pandas\]'"):
         StudyResult(Study("s", "seed"), ()).to_dataframe()
+
+
+# --- planning the cores ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("runs", "options", "device", "recorded", "planned"), [
+    (10, {}, "cpu", None, (2, 1)),  # as many workers as cores, a thread each
+    (1, {}, "cpu", None, (1, 2)),  # a lone run gets every core
+    (10, {"threads": 2}, "cpu", None, (1, 2)),
+    (10, {"workers": 1}, "cpu", None, (1, 2)),
+    (1, {}, "cpu", 1, (1, 1)),  # a resumed study keeps its recorded threads
+    (10, {"threads": 2}, "cpu", 1, (1, 2)),  # unless told otherwise (the claim then refuses)
+    (10, {"executor": "ray"}, "cpu", None, (0, 1)),  # Ray sizes itself; a CPU per task
+    (10, {}, "cuda", None, (1, 2)),  # one accelerator: one run at a time
+])
+def test_the_plan_shares_the_cores(monkeypatch: pytest.MonkeyPatch, runs: int,
+                                   options: dict[str, Any], device: str, recorded: int | None,
+                                   planned: tuple[int, int]) -> None:
+    monkeypatch.setattr(api, "usable_cores", lambda: 2)
+    assert api._plan(runs, api.Execution(**options), device, recorded) == planned
+
+
+@pytest.mark.parametrize(("cpu_max", "cores"), [
+    ("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 1),
+    ("50000 100000\n", 1), ("garbage\n", None), ("", None)])
+def test_a_cgroup_cpu_quota_caps_the_cores(tmp_path: Path, cpu_max: str,
+                                           cores: int | None) -> None:
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert runtime._cgroup_cpu_quota(str(tmp_path / "cpu.max")) == cores
+    assert runtime._cgroup_cpu_quota(str(tmp_path / "missing")) is None
+
+
+def test_train_takes_decay_mode_none_without_a_decay() -> None:
+    assert api.train_configs(decay_mode="none")[0][0].decay_mode == "none"
+    with pytest.raises(ConfigError, match="decay_mode='coupled' needs l2 or weight_decay"):
+        api.train_configs(decay_mode="coupled")

@@ -128,8 +128,9 @@ def test_correct_code_in_other_orders_stays_far_inside_the_tolerance(scenario, d
         traj = record(Problem(steps=300, dtype=dtype), lambda ps, o=order: NaturalAdam(
             ps, HYPER.lr, l2, adamw, paper=scenario == "adamw_paper", order=o))
         worst = replay_worst(traj, reference)
-        # float64: measured ≤ 1.2e-15 (tolerance 1e-12); float32: ≤ 3e-6 (tolerance 3e-5)
-        assert worst <= atol / (100 if dtype == torch.float64 else 5), (order, worst)
+        # float64: measured ≤ 1.2e-15 (tolerance 1e-12); float32: ≤ 3e-6 (tolerance 3e-5), and
+        # float32 rounding differs between CPUs, so it keeps a margin of 2 only
+        assert worst <= atol / (100 if dtype == torch.float64 else 2), (order, worst)
         if dtype == torch.float64:
             assert variant_worst(traj, reference.variant) <= 1e-14  # measured ≤ 8e-16
 

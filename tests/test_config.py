@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from optreg.config import ConfigError, RunConfig
+from optreg.config import RUN_ID_BASELINE, ConfigError, RunConfig
 from optreg.studies import seed_study
 
 # --- defaults ----------------------------------------------------------------------------------
@@ -88,6 +88,21 @@ def test_run_id_is_short_hex_and_equal_for_equal_configs() -> None:
     c = RunConfig().replace(epochs=4, lr=3e-3)
     assert a.run_id == b.run_id == c.run_id == RunConfig(epochs=4, lr=3e-3).run_id
 
+
+
+def test_run_ids_are_pinned_across_versions() -> None:
+    # Stored studies are resumed by id: these literals must never change.
+    assert RunConfig().run_id == "44136fa355b3"  # the hash of {}
+    assert RunConfig(name="adamw", weight_decay=0.1, decay_mode="decoupled").run_id == (
+        "8438fd2dd96e")
+
+
+def test_every_field_has_a_frozen_id_baseline_equal_to_its_default() -> None:
+    # A new field must join RUN_ID_BASELINE with its default, so that old ids stay valid.
+    assert set(RUN_ID_BASELINE) == {f.name for f in dataclasses.fields(RunConfig)}
+    assert RunConfig(name="adam").to_dict() == RUN_ID_BASELINE
+    changed = RunConfig(trace_steps=5)
+    assert changed.run_id != RunConfig().run_id
 
 def test_ints_and_floats_give_the_same_id() -> None:
     as_int = RunConfig(lr=1, weight_decay=1, decay_mode="coupled", betas=(0, 0.5), eps=0)

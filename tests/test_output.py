@@ -47,10 +47,11 @@ def test_a_second_study_in_the_same_folder_is_refused_while_the_first_runs(
 ) -> None:
     out = tmp_path / "out"
     # The first study: long epochs (all 1024 images, 5 epochs), in its own process.
-    first = subprocess.Popen(
-        [sys.executable, "-m", "optreg", "study", "seed", "--data-dir", str(data_dir), "--out",
-         str(out), "--epochs", "5", "--only", "adam", "--workers", "1", "--no-progress"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    long_study = ["study", "seed", "--data-dir", str(data_dir), "--out", str(out), "--epochs",
+                  "5", "--only", "adam", "--workers", "1", "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-m", "optreg", *long_study],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not (out / ".optreg-study.json").exists():  # written once the lock is held
@@ -64,7 +65,7 @@ def test_a_second_study_in_the_same_folder_is_refused_while_the_first_runs(
         first.kill()  # kill -9: the lock dies with its process
         first.wait(timeout=30)
         first.stderr.close()
-    assert main(study(data_dir, out, "--resume")) == 0  # no stale lock
+    assert main([*long_study, "--resume"]) == 0  # no stale lock
 
 
 # --- nobody else's files -----------------------------------------------------------------------
@@ -184,6 +185,37 @@ def test_resume_as_another_study_is_refused(data_dir: Path, finished: Path,
     assert main(argv) == 2
     assert "holds the study 'seed', not 'overfitting'" in error_of(capsys)
 
+
+
+def test_a_resume_may_add_runs_but_not_leave_any_out(data_dir: Path, finished: Path,
+                                                     capsys: Capture) -> None:
+    capsys.readouterr()
+    assert main([*study(data_dir, finished, "--resume"), "--only", "adam"]) == 2
+    err = error_of(capsys)
+    assert "also has the run(s) 'adam-l2'" in err and "a resume may add runs" in err
+    assert main([*study(data_dir, finished, "--resume"), "--epochs", "2"]) == 2  # other runs
+    assert "'adam', 'adam-l2'" in error_of(capsys)
+    assert main([*study(data_dir, finished, "--resume"), "--only", "adam,adam-l2,adamw"]) == 0
+    assert "resume: 2 of 3 runs already finished" in capsys.readouterr().err
+    assert [r["name"] for r in runs_of(finished)] == ["adam", "adam-l2", "adamw"]
+
+
+@pytest.mark.parametrize(("stored", "now", "message"), [
+    ({"device": "cuda:0"}, [], "train on cuda:0 and a run's bits depend on the device; resume "
+                               "with --device cuda:0"),
+    ({"submissions": "ab12"}, [], "runs a student file (SHA-256 ab12); resume it with the same "
+                                  "--custom FILE"),
+])
+def test_resume_on_another_device_or_without_the_student_file_is_refused(
+    data_dir: Path, finished: Path, capsys: Capture, stored: dict, now: list[str], message: str
+) -> None:
+    marker = finished / ".optreg-study.json"
+    data = json.loads(marker.read_text())
+    data["optreg_study"].update(stored)
+    marker.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(study(data_dir, finished, "--resume", *now)) == 2
+    assert message in error_of(capsys)
 
 # --- places optreg cannot write ----------------------------------------------------------------
 

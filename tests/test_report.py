@@ -111,7 +111,7 @@ def make_run(
         id=config.run_id, config=config, status="ok", history=history,
         train_acc=0.6 + 0.05 * rng.random(),
         test_acc=0.5 + 0.05 * rng.random() if test_acc is None else test_acc,
-        best_epoch=history.best_epoch(), wall_s=120 + 10 * rng.random(), train_s=100.0,
+        wall_s=120 + 10 * rng.random(), train_s=100.0,
         eval_s=20.0, train_img_per_s=5000 + 100 * rng.random(), provenance=dict(PROVENANCE),
     )
 
@@ -122,7 +122,7 @@ def diverge(run: RunResult, epoch: int, step: int) -> RunResult:
     history = History(**{k: v[:keep] for k, v in run.history.to_dict().items()})
     return dataclasses.replace(run, status="diverged", error=f"{run.name}: loss is nan",
                                diverged_at=DivergedAt(epoch, step), train_acc=None,
-                               test_acc=None, best_epoch=None, history=history)
+                               test_acc=None, history=history)
 
 
 def fail(run: RunResult, error: str) -> RunResult:
@@ -563,7 +563,7 @@ def test_overfitting_and_step_size_sections(tmp_path: Path) -> None:
         history = dataclasses.replace(run.history, valid_loss=valid)
         runs.append(dataclasses.replace(
             run, config=run.config.replace(valid_size=100, trace_steps=3), history=history,
-            best_epoch=history.best_epoch(), best_test_acc=0.5,
+            best_test_acc=0.5,
             trace={"loss": [2.3, 2.2, 2.1], "update_rms": [1e-3, 2e-3, 3e-3]}))
     results = study_of(runs)
     titles = [title for title, _ in results_tables(results)]

@@ -35,7 +35,7 @@ def a_run(**changes: Any) -> RunResult:
     history = History([2.0, 1.5], [2.1, 1.6], [2.2, 1.9], [0.3, 0.4], [1.0, 1.1], [0.1, 0.1],
                       [1e-3, 1e-3])
     run = RunResult(id=config.run_id, config=config, status="ok", history=history,
-                    train_acc=0.5, test_acc=0.4, best_epoch=2, best_test_acc=0.41, wall_s=3.0,
+                    train_acc=0.5, test_acc=0.4, best_test_acc=0.41, wall_s=3.0,
                     train_s=2.1, eval_s=0.3, train_img_per_s=1000.0,
                     trace={"loss": [2.3, 2.2], "update_rms": [1e-3, 9e-4]},
                     provenance={"cpu": "x", "threads": 1})
@@ -45,7 +45,7 @@ def a_run(**changes: Any) -> RunResult:
 def test_run_round_trips_through_json() -> None:
     for run in (a_run(),
                 a_run(status="diverged", diverged_at=DivergedAt(2, 7), error="adam: nan",
-                      train_acc=None, test_acc=None, best_epoch=None, best_test_acc=None),
+                      train_acc=None, test_acc=None, best_test_acc=None),
                 RunResult.failed(RunConfig(), "RuntimeError: boom", "Traceback ...")):
         text = json.dumps(run.to_dict(), allow_nan=False)
         assert RunResult.from_dict(json.loads(text)) == run

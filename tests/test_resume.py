@@ -23,7 +23,7 @@ import torch
 from optreg.cli import main
 from optreg.config import RunConfig
 from optreg.data import Cifar10
-from optreg.executors.base import Resources, Task
+from optreg.executors.base import Resources, Task, failed_result
 from optreg.executors.local import LocalExecutor
 from optreg.models import LeNet5
 from optreg.results import RunResult, Study, StudyResult, load_results
@@ -244,6 +244,7 @@ def test_interrupted_study_resumes_skipping_finished_runs(
     assert first.given == ["torch-adam", "adam", "adamw"]
     assert [r.name for r in load_results(out).runs] == ["torch-adam"]
     assert [p.stem for p in (out / "checkpoints").glob("*.pt")] == [configs[1].run_id]
+    first_session = load_results(out).study
 
     capsys.readouterr()
     second = CountingExecutor(LocalExecutor(data, Resources()))
@@ -256,6 +257,9 @@ def test_interrupted_study_resumes_skipping_finished_runs(
     assert comparable(load_results(out)) == comparable(uninterrupted)
     assert comparable(resumed) == comparable(uninterrupted)
     assert not (out / "checkpoints").exists()
+    # The study started with its first session, and its wall time counts both.
+    assert resumed.study.started_at == first_session.started_at
+    assert resumed.study.wall_s > first_session.wall_s > 0
 
     third = CountingExecutor(LocalExecutor(data, Resources()))
     with folder(out, resume=True) as claimed:
@@ -309,3 +313,40 @@ def test_study_killed_mid_run_resumes_to_the_same_results(
     assert main([*common, "--out", str(reference)]) == 0
     assert comparable(load_results(killed))["runs"] == comparable(load_results(reference))["runs"]
     assert not (killed / "checkpoints").exists()
+
+
+class ObservingExecutor:
+    """Runs nothing; records what results.json held when the tasks arrived."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.given, self.listed = out, [], []
+
+    def map(self, tasks: list[Task]) -> Iterator[RunResult]:
+        self.given = [RunConfig.from_dict(t.config).name for t in tasks]
+        self.listed = [(r.name, r.status) for r in load_results(self.out).runs]
+        yield from ()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stored_failed_run_is_retried_and_listed_until_then(
+    three_runs: tuple[list[RunConfig], dict], uninterrupted: StudyResult, tmp_path: Path
+) -> None:
+    configs, description = three_runs
+    out = tmp_path / "out"
+    with folder(out, resume=False) as claimed:
+        for result in uninterrupted.runs[:2]:
+            claimed.save_run(result)
+        claimed.save_run(failed_result(configs[2], "RuntimeError: boom"))
+        # A stop between storing a run and removing its checkpoint leaves the checkpoint.
+        (out / "checkpoints").mkdir()
+        (out / "checkpoints" / f"{configs[0].run_id}.pt").write_bytes(b"stale")
+    observer = ObservingExecutor(out)
+    with folder(out, resume=True) as claimed:
+        result = execute_study(configs, study_record(description), claimed, observer,
+                               progress=False)
+    assert observer.given == ["adamw"]  # only the failed run runs again
+    assert observer.listed == [("torch-adam", "ok"), ("adam", "ok"), ("adamw", "failed")]
+    assert [r.status for r in result.runs] == ["ok", "ok", "failed"]
+    assert not (out / "checkpoints").exists()  # the finished run's checkpoint is gone

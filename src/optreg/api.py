@@ -42,7 +42,7 @@ from optreg.studies import (
 )
 from optreg.studies.output import Identity, StudyFolder, recorded_threads
 
-__all__ = ["STUDIES", "Execution", "execute", "run_study", "run_sweep", "train"]
+__all__ = ["STUDIES", "Execution", "execute", "run_study", "run_sweep", "study_folder", "train"]
 
 Preset = Callable[..., tuple[list[RunConfig], dict[str, Any]]]
 
@@ -159,7 +159,7 @@ def train_configs(**options: Any) -> tuple[list[RunConfig], dict[str, Any]]:
         options["weight_decay"] = l2_to_weight_decay(options.pop("l2"), batch_size)
     if options.get("weight_decay") and "decay_mode" not in options:
         options["decay_mode"] = "coupled"
-    if "decay_mode" in options and not options.get("weight_decay"):
+    if options.get("decay_mode", "none") != "none" and not options.get("weight_decay"):
         raise ConfigError(f"decay_mode={options['decay_mode']!r} needs l2 or weight_decay")
     config = dataclasses.replace(RunConfig(), **options)
     if "name" not in options:
@@ -199,7 +199,7 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
     """Run ``configs`` as the study ``description`` (a preset's) describes; see the module
     docstring for the order of things."""
     from optreg.data import DataError, ensure_cifar10, fingerprint, load_cifar10
-    from optreg.data.splits import make_splits
+    from optreg.data.splits import covering_sizes, make_splits
     from optreg.executors import make_executor
     from optreg.report import write_report
     from optreg.studies.execute import execute_study
@@ -209,14 +209,14 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
     except ValueError as e:
         raise ConfigError(f"device: {e}") from None
     _check_optional_parts(execution)
-    out = Path(execution.out if execution.out is not None else f"out/{description['name']}")
+    out = study_folder(execution.out, str(description["name"]))
 
     folder_path = ensure_cifar10(execution.data_dir, download=bool(
         execution.download or execution.download_url), url=_download_url(execution))
     data_id = fingerprint(folder_path)
     try:
-        data = load_cifar10(folder_path, train_size=_covering(configs, "train_size"),
-                            test_size=_covering(configs, "test_size"))
+        train_size, test_size = covering_sizes(configs)
+        data = load_cifar10(folder_path, train_size=train_size, test_size=test_size)
     except DataError as e:
         raise DataError(f"{e} (data in {folder_path})") from None
     for config in configs:  # every run's splits exist, before any run starts
@@ -229,8 +229,9 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
     workers, threads = _plan(len(configs), execution, device,
                              recorded_threads(out) if execution.resume else None)
     submissions = ",".join(sorted(description.get("sources") or {})) or None
-    folder = StudyFolder.claim(out, Identity(str(description["name"]), data_id, threads,
-                                             submissions), resume=execution.resume)
+    identity = Identity(str(description["name"]), data_id, threads, submissions, device,
+                        {c.run_id: c.name for c in configs})
+    folder = StudyFolder.claim(out, identity, resume=execution.resume)
     with folder:
         study = Study(
             name=str(description["name"]), kind=str(description["kind"]),
@@ -255,6 +256,11 @@ def execute(configs: Sequence[RunConfig], description: Mapping[str, Any],
     return result
 
 
+def study_folder(out: str | None, study: str) -> Path:
+    """The output folder: ``out`` (``~`` expanded), or ``out/<study name>`` by default."""
+    return Path(out).expanduser() if out is not None else Path("out") / study
+
+
 def _plan(runs: int, execution: Execution, device: str,
           recorded: int | None) -> tuple[int, int]:
     """(runs at once, torch threads per run), fixed before the first run starts.
@@ -276,15 +282,6 @@ def _plan(runs: int, execution: Execution, device: str,
         workers = execution.workers or max(1, min(cores, runs))
         threads = max(1, cores // workers)
     return max(1, min(workers, runs)), threads
-
-
-def _covering(configs: Sequence[RunConfig], size: str) -> int | None:
-    """The prefix of a split every run needs (None: all of it; held-out validation needs the
-    whole training split, whose last images it takes)."""
-    if size == "train_size" and any(c.valid_size is not None for c in configs):
-        return None
-    sizes = [getattr(c, size) for c in configs]
-    return None if not sizes or None in sizes else max(sizes)
 
 
 def _download_url(execution: Execution) -> str:

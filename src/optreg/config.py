@@ -3,8 +3,9 @@
 A :class:`RunConfig` says everything that decides a run's numbers — data subset, model, loss,
 optimizer, regularisation, schedule, numerics and seed — and nothing about *how* it is executed
 (device, threads, which process). Whoever executes it (this process, a worker process, a Ray
-task) gets the same result. Its :attr:`~RunConfig.run_id` is a short hash of its canonical JSON,
-so a resumed study recognises runs that already finished.
+task) gets the same result. Its :attr:`~RunConfig.run_id` is a short hash of the fields that
+differ from a frozen baseline, so a resumed study recognises runs that already finished, across
+optreg versions.
 
 Regularisation is described once, in the optimizer's units:
 
@@ -131,7 +132,7 @@ class RunConfig:
             raise bad("trace_steps", "must be >= 0")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise bad("lr", "must be a finite number > 0")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+        if not all(0.0 <= b < 1.0 for b in self.betas):  # a pair: _check_types saw to it
             raise bad("betas", "each beta must lie in [0, 1)")
         for name in ("eps", "momentum", "dampening"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
@@ -209,8 +210,13 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """12 hex digits of the SHA-256 of the canonical JSON: equal configs, equal ids."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """12 hex digits of the SHA-256 of the fields that differ from :data:`RUN_ID_BASELINE`.
+
+        Equal configs get equal ids, and a field added in a later version (with a default that
+        keeps the old behaviour) leaves every earlier id as it was.
+        """
+        differing = {k: v for k, v in self.to_dict().items() if RUN_ID_BASELINE[k] != v}
+        canonical = json.dumps(differing, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
@@ -218,6 +224,19 @@ class RunConfig:
         """The classroom λ for this run: weight_decay·batch_size (penalty λ/(2B)·Σ‖W‖²)."""
         return self.weight_decay * self.batch_size
 
+
+# The field values that run ids are taken relative to, frozen as of optreg 0.2. Never edit an
+# entry: that would change the id of every run that has the old value. A new field gets an entry
+# equal to its default (tests/test_config.py checks that every field has one).
+RUN_ID_BASELINE: dict[str, Any] = {
+    "name": "adam", "seed": 0, "train_size": None, "valid_size": None, "test_size": None,
+    "batch_size": 32, "epochs": 10, "shuffle": False, "augment": False, "model": "lenet5",
+    "loss": "optreg", "label_smoothing": 0.0, "optimizer": "adam", "implementation": "optreg",
+    "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": False, "bias_correction": True,
+    "momentum": 0.0, "dampening": 0.0, "alpha": 0.99, "weight_decay": 0.0, "decay_mode": "none",
+    "decay": "weights", "schedule": "constant", "flush_denormal": True, "custom": None,
+    "custom_sha256": None, "trace_steps": 0,
+}
 
 def _check_types(config: RunConfig) -> None:
     """Reject values whose type does not match the field's annotation (bool is not an int)."""

@@ -23,8 +23,11 @@ Both the loss and the optimizer ask the same predicate, so they always agree on 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
+
+from optreg.config import ConfigError
 
 if TYPE_CHECKING:  # no torch needed at run time: study presets import this without it
     import torch
@@ -56,10 +59,10 @@ def l2_to_weight_decay(l2: float, batch_size: int) -> float:
     >>> l2_to_weight_decay(0.1, 32)
     0.003125
     """
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got {l2}")
+    if not (math.isfinite(l2) and l2 >= 0):
+        raise ConfigError(f"l2={l2!r}: must be a finite number >= 0")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size={batch_size!r}: must be >= 1")
     return l2 / batch_size
 
 

@@ -231,7 +231,6 @@ class RunResult:
     diverged_at: DivergedAt | None = None
     train_acc: float | None = None
     test_acc: float | None = None
-    best_epoch: int | None = None
     best_test_acc: float | None = None
     wall_s: float | None = None
     train_s: float | None = None
@@ -255,6 +254,11 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def best_epoch(self) -> int | None:
+        """1-based epoch of the lowest validation loss of a finished run (None otherwise)."""
+        return self.history.best_epoch() if self.ok else None
 
     @classmethod
     def failed(cls, config: RunConfig, error: str, traceback: str | None = None,
@@ -317,9 +321,7 @@ class RunResult:
         trace = f.mapping("trace", {})
         for key in trace:
             trace[key] = _Fields(trace, _at(where, "trace")).numbers(key)
-        best_epoch = f.integer("best_epoch", None, optional=True)
-        if schema == 1 and status == "ok":
-            best_epoch = history.best_epoch()
+        f.integer("best_epoch", None, optional=True)  # written for readers; derived here
         return cls(
             id=f.text("id"),
             config=config,
@@ -330,7 +332,6 @@ class RunResult:
             diverged_at=diverged,
             train_acc=f.number("train_acc", optional=True),
             test_acc=f.number("test_acc", optional=True),
-            best_epoch=best_epoch,
             best_test_acc=f.number("best_test_acc", optional=True),
             wall_s=f.number("wall_s", optional=True),
             train_s=f.number("train_s", optional=True),

@@ -2,8 +2,9 @@
 
 None of this is part of a :class:`~optreg.config.RunConfig`: it decides how fast a run goes, not
 what it computes. (One exception is recorded, not hidden: on the CPU a run's bits may depend on
-the number of intra-op threads, so optreg runs every CPU run with a fixed count, 1 by default, and
-stores it in the result's provenance.)
+the number of intra-op threads, so optreg runs every CPU run with a fixed count — 1 where a
+function such as :func:`optreg.training.run` is called directly; a study fixes it before its
+first run (see :mod:`optreg.api`) — and stores it in the result's provenance.)
 """
 
 from __future__ import annotations
@@ -52,15 +53,38 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    """CPU cores this process may use: its affinity mask where the OS has one, capped by a
+    cgroup v2 CPU quota (a container limited to 2 CPUs on a 64-core host gets 2)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, quota)) if quota is not None else cores
+
+
+def _cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """CPUs allowed by the cgroup v2 quota (``"max 100000"``: none; ``"200000 100000"``: 2),
+    rounded down; None where there is no quota or no cgroup v2."""
+    try:
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, int(quota) // int(period))
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 @contextmanager
 def execution(threads: int, flush_denormal: bool) -> Iterator[None]:
-    """Run the body with ``threads`` intra-op threads and flush-to-zero on or off; restore after.
+    """Run the body with ``threads`` intra-op threads and flush-to-zero on or off.
+
+    On exit the thread count is restored and flush-to-zero is turned *off* (torch's default;
+    the state before cannot be read back), so code after a run computes subnormals as usual.
 
     ``torch.set_flush_denormal`` sets the FTZ/DAZ bits of the *calling* thread only, and threads
     inherit them when they are created. torch's OpenMP pool outlives such changes, so a pool made

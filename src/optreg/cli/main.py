@@ -73,10 +73,11 @@ def _text(text: str, flag: str) -> str:
     return text
 
 
-def _choices(field: str) -> tuple[str, ...]:
-    """The values a RunConfig field's Literal type allows: the config is the one definition."""
+def _choices(field: str, *left_out: str) -> tuple[str, ...]:
+    """The values a RunConfig field's Literal type allows (but ``left_out``): the config is the
+    one definition."""
     hint = get_type_hints(config_module.RunConfig)[field]
-    return tuple(a for a in get_args(hint) if isinstance(a, str))
+    return tuple(a for a in get_args(hint) if isinstance(a, str) and a not in left_out)
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     Flag("shuffle", "shuffle each epoch (default: stored order, as the exercise)", None),
     Flag("augment", "random crop (4-pixel padding) and horizontal flip, seeded per run", None),
     Flag("optimizer", "which optimizer", choices=_choices("optimizer")),
-    Flag("implementation", "whose optimizer", choices=("optreg", "torch")),
-    Flag("loss", "whose cross-entropy", choices=("optreg", "torch")),
+    # (a student's classes come with `study seed --custom FILE`, never as a bare choice)
+    Flag("implementation", "whose optimizer", choices=_choices("implementation", "custom")),
+    Flag("loss", "whose cross-entropy", choices=_choices("loss", "custom")),
     Flag("label_smoothing", "label smoothing ε of the training loss", _number),
     Flag("lr", "learning rate (peak value with a schedule)", _number),
     Flag("betas", "Adam's β₁,β₂", values.parse_pair, metavar="B1,B2"),
@@ -159,10 +161,6 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     Flag("progress", "no progress bars", None, value=False),
     Flag("tensorboard", "write TensorBoard logs of every run under DIR", metavar="DIR"),
 ]}
-
-EXECUTION_FLAGS = ("data_dir", "download", "download_url", "device", "out", "resume", "executor",
-                   "workers", "threads", "ray_address", "progress", "tensorboard")
-
 
 def _add(parser: argparse.ArgumentParser, names: Sequence[str],
          defaults: dict[str, Any], *, required: Sequence[str] = ()) -> None:
@@ -214,7 +212,7 @@ def _defaults(function: Callable[..., Any]) -> dict[str, Any]:
 # --- the parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from optreg import __version__
-    from optreg.api import STUDIES, Execution
+    from optreg.api import EXECUTION_OPTIONS, STUDIES, Execution
     from optreg.check import cli as check_cli
     from optreg.studies.sweep import sweep_study
 
@@ -243,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_flags = [n for n in FLAGS if n in run_defaults and n not in ("weight_decay", "custom")]
     _add(p.add_argument_group("the run"), run_flags, {**run_defaults, "name": None})
     _add(p.add_mutually_exclusive_group(), ["weight_decay", "l2"], run_defaults)
-    _add(p.add_argument_group("data and execution"), EXECUTION_FLAGS, execution)
+    _add(p.add_argument_group("data and execution"), EXECUTION_OPTIONS, execution)
 
     study = commands.add_parser("study", help="run a named study").add_subparsers(
         dest="study", required=True, metavar="STUDY")
@@ -253,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                              description=(inspect.getdoc(preset) or "").split("\n\n")[0])
         defaults = _defaults(preset)
         _add(p, [n for n in defaults if n in FLAGS], defaults)
-        _add(p.add_argument_group("data and execution"), EXECUTION_FLAGS, execution)
+        _add(p.add_argument_group("data and execution"), EXECUTION_OPTIONS, execution)
 
     p = commands.add_parser("sweep", help="a grid: lr × weight decay × mode × seeds")
     defaults = _defaults(sweep_study)
@@ -265,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw coefficients: comma list or log range")
     _add(p, [n for n in defaults if n in FLAGS and n not in ("lr", "weight_decay", "name")],
          defaults)
-    _add(p.add_argument_group("data and execution"), EXECUTION_FLAGS, execution)
+    _add(p.add_argument_group("data and execution"), EXECUTION_OPTIONS, execution)
 
     p = commands.add_parser("report", help="re-render the report of a study folder")
     p.add_argument("out", help="the study's output folder (holding results.json)")
@@ -287,8 +285,7 @@ def _run_study(args: argparse.Namespace) -> int:
         result = api.run_sweep(**options)
     else:
         result = api.run_study(args.study, **options)
-    out = Path(options.get("out") or f"out/{result.study.name}")
-    return _summarise(result, out)
+    return _summarise(result, api.study_folder(options.get("out"), result.study.name))
 
 
 def _summarise(result: Any, out: Path) -> int:
@@ -346,9 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (see the module docstring)."""
     with _signals_as_interrupts():
         try:
-            args = build_parser().parse_args(argv)  # exits 2 with a usage message on bad flags
-            with _signals_held():  # torch's C++ start-up must not be interrupted halfway
-                import torch  # noqa: F401
+            with _signals_held():  # torch's C++ start-up (optreg.api imports it) must not be
+                parser = build_parser()  # interrupted halfway
+            args = parser.parse_args(argv)  # exits 2 with a usage message on bad flags
             return _dispatch(args)
         except Interrupted as e:
             print(f"\noptreg: stopped by {signal.Signals(e.signum).name}; finished runs and "

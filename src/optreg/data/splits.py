@@ -10,13 +10,17 @@ evaluation). The test split is the first ``test_size`` test images.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from optreg.data.cifar10 import Cifar10, Cifar10Split
 from optreg.data.errors import DataError
 
-__all__ = ["Splits", "make_splits"]
+if TYPE_CHECKING:
+    from optreg.config import RunConfig
+
+__all__ = ["Splits", "covering_sizes", "make_splits"]
 
 Validation = Literal["test", "held-out"]
 
@@ -61,6 +65,20 @@ def make_splits(data: Cifar10, *, train_size: int | None = None, valid_size: int
     test = _slice(data.test, 0, n_test if test_size is None else test_size)
     valid = test if valid_size is None else _slice(data.train, trainable, n_train)
     return Splits(train, valid, test)
+
+
+def covering_sizes(configs: Iterable[RunConfig]) -> tuple[int | None, int | None]:
+    """(train_size, test_size): the prefixes of the two files that every run of ``configs``
+    needs, to load once (None: all of it). Held-out validation takes the *last* training images,
+    so it needs the whole training split."""
+    configs = list(configs)
+
+    def most(sizes: list[int | None]) -> int | None:
+        return None if not sizes or None in sizes else max(s for s in sizes if s is not None)
+
+    train = None if any(c.valid_size is not None for c in configs) else most(
+        [c.train_size for c in configs])
+    return train, most([c.test_size for c in configs])
 
 
 def _slice(split: Cifar10Split, start: int, stop: int) -> Cifar10Split:

@@ -61,7 +61,7 @@ def execute_task(task: Task, data: Cifar10, resources: Resources) -> RunResult:
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:
-        return failed_result(config, f"{type(e).__name__}: {e}", traceback.format_exc(limit=5))
+        return failed_result(config, f"{type(e).__name__}: {e}", traceback.format_exc(limit=-5))
 
 
 def _student_classes(config: RunConfig, task: Task) -> Any:

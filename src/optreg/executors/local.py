@@ -30,8 +30,8 @@ breaks the pool and fails every run. Here:
   stops every worker, with SIGTERM and then SIGKILL after a grace period.
 
 Two processes that each use both cores of a 2-core machine ran 12× slower than one, so
-``workers × threads`` should not exceed the cores: :func:`default_workers` picks
-``cores // threads``. Worker processes need POSIX signals (Linux, macOS).
+``workers × threads`` should not exceed the cores (``optreg.api`` plans them so). Worker
+processes need POSIX signals (Linux, macOS).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from optreg.config import RunConfig
 from optreg.data import Cifar10, Cifar10Split, load_cifar10
+from optreg.data.splits import covering_sizes
 from optreg.executors.base import Resources, Task, execute_task, failed_result
 from optreg.results import RunResult
 
@@ -83,17 +84,7 @@ class DataSpec:
     @classmethod
     def covering(cls, data_dir: str | None, configs: list[RunConfig]) -> DataSpec:
         """The smallest prefix of each split that every config's run needs."""
-        def most(sizes: list[int | None]) -> int | None:
-            return None if not sizes or None in sizes else max(sizes)  # type: ignore[type-var]
-
-        return cls(data_dir, most([c.train_size for c in configs]),
-                   most([c.test_size for c in configs]))
-
-
-def default_workers(threads: int = 1) -> int:
-    """As many workers as fit the cores this process may use, at ``threads`` threads each."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // threads)
+        return cls(data_dir, *covering_sizes(configs))
 
 
 class LocalExecutor:

@@ -58,9 +58,9 @@ PANELS = {
 
 def adam_parts_study(
     *,
-    seeds: tuple[int, ...] = (0,),
-    epochs: int = 10,
-    batch_size: int = 32,
+    seeds: tuple[int, ...] = (RunConfig.seed,),
+    epochs: int = RunConfig.epochs,
+    batch_size: int = RunConfig.batch_size,
     only: tuple[str, ...] | None = None,
     train_size: int | None = None,
     test_size: int | None = None,

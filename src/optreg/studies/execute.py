@@ -45,10 +45,18 @@ def execute_study(
     check_unique([c.run_id for c in configs], "runs",
                  name=lambda run_id: next(c.name for c in configs if c.run_id == run_id))
     stored = {c.run_id: folder.stored_run(c) for c in configs}
-    # A failed run (an exception, a dead worker) is retried, from its checkpoint.
-    finished: dict[str, RunResult] = {i: r for i, r in stored.items() if r is not None and
-                                      r.status != "failed"}
-    study = study.replace(machine=machine_info(), started_at=now())
+    # Every stored run shows in results.json; a failed one (an exception, a dead worker) is
+    # retried, from its checkpoint, and replaced by its new result.
+    latest: dict[str, RunResult] = {i: r for i, r in stored.items() if r is not None}
+    finished = {i for i, r in latest.items() if r.status != "failed"}
+    for run_id in finished:  # left behind by a stop between storing a run and tidying up
+        folder.remove_checkpoint(run_id)
+    # A resumed study keeps its first start, and its wall time counts every session.
+    previous = folder.stored_study()
+    spent_before = (previous.wall_s or 0.0) if previous else 0.0
+    study = study.replace(machine=machine_info(),
+                          started_at=previous.started_at if previous and previous.started_at
+                          else now())
     sources = sources or {}
     pending = [Task(c.to_dict(), str(folder.checkpoint_path(c.run_id)),
                     sources.get(c.custom_sha256) if c.custom_sha256 else None)
@@ -56,19 +64,20 @@ def execute_study(
     if finished:
         print(f"resume: {len(finished)} of {len(configs)} runs already finished in "
               f"{folder.path}", file=sys.stderr)
+    started = time.perf_counter()
 
-    def results() -> StudyResult:
-        return StudyResult(study, tuple(finished[c.run_id] for c in configs
-                                        if c.run_id in finished))
+    def results(**changes: object) -> StudyResult:
+        so_far = study.replace(wall_s=spent_before + time.perf_counter() - started, **changes)
+        return StudyResult(so_far, tuple(latest[c.run_id] for c in configs
+                                         if c.run_id in latest))
 
     folder.write_results(results())
-    started = time.perf_counter()
     bar = progress_bar("runs", len(configs), enabled=progress, done=len(finished), unit="run",
                        leave=True)
     try:
         for result in executor.map(pending):
             folder.save_run(result)
-            finished[result.id] = result
+            latest[result.id] = result
             folder.write_results(results())
             if result.status != "failed":  # keep it: a resume retries the run from there
                 folder.remove_checkpoint(result.id)
@@ -78,8 +87,7 @@ def execute_study(
     finally:
         bar.close()
         executor.close()
-    study = study.replace(finished_at=now(), wall_s=time.perf_counter() - started)
-    final = results()
+    final = results(finished_at=now())
     folder.write_results(final)
     folder.tidy()
     return final

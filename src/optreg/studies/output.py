@@ -22,7 +22,8 @@ The promises:
 * **Resume trusts nothing it did not write.** A stored run counts only if it parses as a complete
   result whose id and config are the ones the study expects; a damaged or foreign run file stops
   the study with a message naming it. Resuming on other data (another fingerprint), as another
-  study, or at another thread count is refused.
+  study, with other student files, at another thread count or on another device is refused, and
+  so is a resume that leaves out runs of the study it continues (it may add runs).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ from optreg.results import (
     RESULTS_FILE,
     ResultError,
     RunResult,
+    Study,
     StudyResult,
     load_results,
     read_run,
@@ -78,10 +81,13 @@ class Identity:
     data: str | None  # the data's fingerprint (optreg.data.fingerprint); None: not recorded
     threads: int  # torch threads per run: a run's bits may depend on it
     submissions: str | None = None  # SHA-256 of the student files its runs use (--custom)
+    device: str | None = None  # where the runs train ("cpu", "cuda:0"): their bits depend on it
+    runs: Mapping[str, str] | None = None  # run id → name of every run of the study
 
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study, "data": self.data, "threads": self.threads,
-                "submissions": self.submissions}
+                "submissions": self.submissions, "device": self.device,
+                "runs": None if self.runs is None else dict(self.runs)}
 
 
 class StudyFolder:
@@ -99,7 +105,8 @@ class StudyFolder:
         Raises:
             OutputError: in use by another process; holds someone else's files; holds another
                 study's results and ``resume`` is false; on resume, the marker names another
-                study, other data or another thread count; cannot be created or written.
+                study, other data, other student files, another thread count or device, or
+                leaves out some of its runs; cannot be created or written.
         """
         path = Path(path)
         _check_folder(path)
@@ -148,16 +155,24 @@ class StudyFolder:
                 f"{self.path}: its runs were trained on other data (fingerprint "
                 f"{stored.get('data')}, now {identity.data}); resume with the same --data-dir, or "
                 "start the study in another --out")
-        if stored.get("submissions") != identity.submissions:
-            raise OutputError(
-                f"{self.path}: the student file of this study changed since it started (its "
-                f"SHA-256 was {stored.get('submissions')}, now {identity.submissions}); run "
-                "the changed file in another --out")
+        _check_submissions(self.path, stored.get("submissions"), identity.submissions)
         if stored.get("threads") != identity.threads:
             raise OutputError(
                 f"{self.path}: this study runs at {stored.get('threads')} torch thread(s) per run "
                 f"and a run's bits may depend on it; resume with --threads "
                 f"{stored.get('threads')} (or without --threads)")
+        if stored.get("device") not in (None, identity.device):
+            raise OutputError(
+                f"{self.path}: this study's runs train on {stored['device']} and a run's bits "
+                f"depend on the device; resume with --device {stored['device']}")
+        left_out = {i: n for i, n in (stored.get("runs") or {}).items()
+                    if identity.runs is not None and i not in identity.runs}
+        if left_out:
+            raise OutputError(
+                f"{self.path}: the study there also has the run(s) "
+                f"{_list(sorted(map(repr, left_out.values())))}, which these options leave out "
+                "(another --only, --epochs, size or seed?); resume with the options it started "
+                "with (a resume may add runs, not drop them), or choose another --out")
         return marker
 
     def holds_results(self) -> bool:
@@ -200,6 +215,16 @@ class StudyFolder:
                 f"{config.run_id}) that this study expects there; delete it to run that run "
                 "again")
         return result
+
+    def stored_study(self) -> Study | None:
+        """The study as results.json last recorded it (None: no results.json yet)."""
+        if not (self.path / RESULTS_FILE).exists():
+            return None
+        try:
+            return load_results(self.path / RESULTS_FILE).study
+        except ResultError as e:
+            raise OutputError(f"{e}. optreg did not write this file as it is; move it away to "
+                              "continue the study") from None
 
     def save_run(self, result: RunResult) -> None:
         write_run(self.run_path(result.id), result)
@@ -250,6 +275,20 @@ def _read_marker(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("optreg_study"), dict):
         raise OutputError(f"{marker}: not optreg's study marker")
     return data
+
+
+def _check_submissions(path: Path, stored: str | None, now: str | None) -> None:
+    """A resume uses the same student files as the study it continues, or none as it did."""
+    if stored == now:
+        return
+    if stored is None:
+        raise OutputError(f"{path}: this study ran without --custom; resume it without "
+                          "--custom, or run the student file in another --out")
+    if now is None:
+        raise OutputError(f"{path}: this study runs a student file (SHA-256 {stored}); resume "
+                          "it with the same --custom FILE")
+    raise OutputError(f"{path}: the student file of this study changed since it started (its "
+                      f"SHA-256 was {stored}, now {now}); run the changed file in another --out")
 
 
 def _check_folder(path: Path, *, create: bool = True) -> None:

@@ -73,9 +73,9 @@ CUSTOM_PANEL = {"Your classes": ("torch-adam", "my-adam", "torch-adam-l2", "my-a
 
 def seed_study(
     *,
-    seeds: tuple[int, ...] = (0,),
-    epochs: int = 10,
-    batch_size: int = 32,
+    seeds: tuple[int, ...] = (RunConfig.seed,),
+    epochs: int = RunConfig.epochs,
+    batch_size: int = RunConfig.batch_size,
     only: tuple[str, ...] | None = None,
     train_size: int | None = None,
     valid_size: int | None = None,

@@ -12,7 +12,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,6 @@ def run(
         history=history,
         error=None if diverged is None else f"{config.name}: {diverged}",
         diverged_at=None if diverged is None else DivergedAt(diverged.epoch, diverged.step),
-        best_epoch=history.best_epoch() if diverged is None else None,
         wall_s=wall_s,
         train_s=train_s,
         eval_s=sum(history.eval_s) + final.pop("eval_s", 0.0),
@@ -186,9 +185,10 @@ def _final_evaluation(model: nn.Module, splits: Splits, state: _RunState) -> dic
         measured["test_acc"] = state.history.valid_acc[-1]
     else:
         measured["test_acc"] = evaluate(model, splits.test)[1]
-        best = copy.deepcopy(model)
-        best.load_state_dict(state.best_weights)
-        measured["best_test_acc"] = evaluate(best, splits.test)[1]
+        if state.best_weights is not None:  # None: no epoch had a finite validation loss
+            best = copy.deepcopy(model)
+            best.load_state_dict(state.best_weights)
+            measured["best_test_acc"] = evaluate(best, splits.test)[1]
     measured["eval_s"] = time.perf_counter() - started
     return measured
 
@@ -208,11 +208,8 @@ class _RunState:
     generators: list[torch.Generator]
     trace: StepTrace | None
     keep_best: bool
-    history: History = None  # type: ignore[assignment]
+    history: History = field(default_factory=History)
     best_weights: dict[str, torch.Tensor] | None = None
-
-    def __post_init__(self) -> None:
-        self.history = History()
 
     def keep_if_best(self, history: History) -> None:
         """Copy the weights when the epoch just finished has the lowest validation loss yet."""

@@ -246,6 +246,19 @@ def test_help_shows_the_library_defaults(capsys: Capture) -> None:
         main(["study", "decoupling", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 20)" in text and "(default: 5000)" in text  # the preset's own defaults
+    assert "validate on the test split" not in text  # the seed study's default, not this one's
+
+
+@pytest.mark.parametrize("command", [["train"], ["study", "seed"], ["study", "overfitting"],
+                                     ["study", "decoupling"], ["study", "adam-parts"],
+                                     ["sweep"]])
+def test_help_states_each_default_once(command: list[str], capsys: Capture) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    options = " ".join(capsys.readouterr().out.split()).split(" --")
+    assert len(options) > 10
+    twice = [o for o in options if o.count("(default") > 1]
+    assert not twice, twice
 
 
 # --- outcomes: diverged, interrupted, existing output, report ----------------------------------

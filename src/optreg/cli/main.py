@@ -85,7 +85,8 @@ class Flag:
     """A command-line option for the library option ``name``.
 
     ``parse(text, flag)`` turns its text into the value (None: a switch that sets ``value``);
-    ``choices`` restricts it; ``help`` says what it is (the default is added from the library).
+    ``choices`` restricts it; ``help`` says what it is (the default is added from the library,
+    or ``unset`` says in words what happens when the library's default is None).
     """
 
     name: str
@@ -94,6 +95,7 @@ class Flag:
     choices: tuple[str, ...] | None = None
     value: Any = True
     metavar: str | None = None
+    unset: str | None = None
 
     @property
     def flag(self) -> str:
@@ -110,8 +112,8 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     Flag("epochs", "passes over the training images", _integer),
     Flag("batch_size", "images per step", _integer),
     Flag("train_size", "train on the first N training images", _integer, metavar="N"),
-    Flag("valid_size", "validate on the last N training images, held out (default: validate "
-                       "on the test split, as the exercise)", _integer, metavar="N"),
+    Flag("valid_size", "validate on the last N training images, held out", _integer,
+         metavar="N", unset="validate on the test split, as the exercise"),
     Flag("test_size", "test on the first N test images", _integer, metavar="N"),
     Flag("shuffle", "shuffle each epoch (default: stored order, as the exercise)", None),
     Flag("augment", "random crop (4-pixel padding) and horizontal flip, seeded per run", None),
@@ -130,8 +132,9 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     Flag("alpha", "RMSprop's smoothing constant", _number),
     Flag("l2", "L2 = λ the classroom way: weight decay λ / batch size", _number),
     Flag("weight_decay", "weight decay, the raw coefficient as in torch", _number),
-    Flag("decay_mode", "where the L2 / weight decay acts (default with a decay: coupled)",
-         choices=tuple(m for m in config_module.DECAY_MODES if m != "none")),
+    Flag("decay_mode", "where the L2 / weight decay acts",
+         choices=tuple(m for m in config_module.DECAY_MODES if m != "none"),
+         unset="coupled when --l2 or --weight-decay is given"),
     Flag("decay", "which tensors decay: ndim > 1 or all", choices=_choices("decay")),
     Flag("schedule", "learning-rate schedule", choices=_choices("schedule")),
     Flag("flush_denormal", "keep subnormal floats (slow on some CPUs; see README)", None,
@@ -145,8 +148,8 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     Flag("mode", "where decay acts: comma list of loss, coupled, decoupled, paper",
          values.parse_modes),
     # execution (optreg.api.Execution)
-    Flag("data_dir", "folder holding cifar-10-batches-py/ (default: $OPTREG_DATA_DIR, else "
-                     "~/.cache/optreg)", metavar="DIR"),
+    Flag("data_dir", "folder holding cifar-10-batches-py/", metavar="DIR",
+         unset="$OPTREG_DATA_DIR, else $XDG_CACHE_HOME/optreg, else ~/.cache/optreg"),
     Flag("download", "download CIFAR-10 (official site, md5-checked) if it is missing", None),
     Flag("download_url", "a mirror of cifar-10-python.tar.gz (same md5)", metavar="URL"),
     Flag("device", "auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps"),
@@ -167,9 +170,14 @@ def _add(parser: argparse.ArgumentParser, names: Sequence[str],
     for name in names:
         f = FLAGS[name]
         default = defaults.get(name, inspect.Parameter.empty)
-        # A None default means "not set", which the help text explains in words.
-        shown = "" if default in (inspect.Parameter.empty, None) or f.parse is None else \
-            f" (default: {_show(default)})"
+        # A None default means "not set", which ``unset`` explains in words; a default outside
+        # the choices (decay_mode "none") is not a value the user could give.
+        if default is inspect.Parameter.empty or f.parse is None:
+            shown = ""
+        elif default is None or (f.choices and default not in f.choices):
+            shown = f" (default: {f.unset})" if f.unset else ""
+        else:
+            shown = f" (default: {_show(default)})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
                                   "help": f.help + shown}
         if f.parse is None:

@@ -97,7 +97,7 @@ def _summary_writer_class() -> Any:
 def run_dir_name(name: str, seed: int, run_id: str) -> str:
     """The directory of one run under the log root: ``"{name}-seed{seed}-{run_id}"``.
 
-    The run id (a hash of the whole config) makes it unique; name and seed make it readable.
+    The run id (a hash of the config) makes it unique; name and seed make it readable.
     """
     if not isinstance(name, str) or not name or any(c.isspace() or c in "/\\" for c in name):
         raise ValueError(f"name must be non-empty, without spaces or slashes, got {name!r}")

@@ -31,6 +31,7 @@ from optreg.report import (
     twin_deltas,
     write_report,
 )
+from optreg.report.tables import format_stat
 from optreg.results import DivergedAt, History, RunResult, Study, StudyResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -102,6 +103,8 @@ def make_run(
     config = RunConfig(name=name, seed=seed, epochs=EPOCHS, lr=lr, weight_decay=weight_decay,
                        decay_mode=decay_mode)  # type: ignore[arg-type]
     values = curves(family, seed, offset)
+    if test_acc is not None:  # validation is the test split here: the last epoch's is the test's
+        values["valid_acc"] = [*values["valid_acc"][:-1], test_acc]
     objective = [v + (0.05 if decay_mode == "loss" else 0.0) for v in values["train_loss"]]
     history = History(train_loss=values["train_loss"], train_objective=objective,
                       valid_loss=values["valid_loss"], valid_acc=values["valid_acc"],
@@ -384,7 +387,7 @@ def test_sweep_tables(sweep_res: StudyResult) -> None:
     ]
     assert len(full.rows) == 18
     assert full.rows[5][:3] == ("coupled", "1e-2", "1e-4")
-    assert full.rows[5][4:] == ("1/2", "diverged 1/2")
+    assert full.rows[5][5:] == ("1/2", "diverged 1/2")
 
 
 # --- sweeps -----------------------------------------------------------------------------------
@@ -414,6 +417,26 @@ def test_sweep_best_cell_is_the_argmax(sweep_res: StudyResult) -> None:
         values = [r.test_acc for r in sweep_res.runs if r.name == b.cell.runs[0].name]
         assert b.test_acc.std == pytest.approx(np.std(values, ddof=1))
     assert not grid.cell("coupled", 1e-2, 1e-4).usable  # type: ignore[union-attr]
+
+
+def test_the_best_setting_is_chosen_on_validation_not_on_test(sweep_res: StudyResult) -> None:
+    # Held-out validation: make the test split prefer another cell than validation does.
+    runs = []
+    for r in sweep_res.runs:
+        if r.config.decay_mode == "decoupled":
+            flipped = 0.9 - r.test_acc  # test accuracy now falls where validation's rises
+            r = dataclasses.replace(r, test_acc=flipped)
+        runs.append(r)
+    results = StudyResult(sweep_res.study, tuple(runs))
+    grid = sweep_grid(results)
+    best = {b.mode: b for b in best_settings(grid)}["decoupled"]
+    valid, test = grid.accuracy("decoupled", split="valid"), grid.accuracy("decoupled")
+    assert best.valid_acc.mean == pytest.approx(np.nanmax(valid))
+    assert best.test_acc.mean < np.nanmax(test)  # the test split's favourite was not chosen
+    (_, table), _ = results_tables(results)
+    row = next(r for r in table.rows if r[0] == "decoupled")
+    assert row[3] == format_stat(best.valid_acc, 2, scale=100)
+    assert row[4] == format_stat(best.test_acc, 2, scale=100)
 
 
 def test_each_mode_may_have_its_own_weight_decays(tmp_path: Path) -> None:

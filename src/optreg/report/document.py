@@ -133,8 +133,10 @@ def _machine(results: StudyResult) -> Mapping[str, Any]:
 def _conventions(results: StudyResult) -> str:
     if results.study.is_sweep:
         return (
-            "Test accuracy is the mean ± sample standard deviation (ddof=1) over seeds; a setting "
-            "counts only when all its seeds finished ok (others are greyed in the heatmaps)."
+            "Accuracies are the last epoch's, mean ± sample standard deviation (ddof=1) over "
+            "seeds; the best setting of each mode is chosen on validation accuracy and reported "
+            "with its test accuracy; a setting counts only when all its seeds finished ok (others "
+            "are greyed in the heatmaps)."
         )
     return (
         "Values are mean ± sample standard deviation (ddof=1) over the seeds that finished ok "
@@ -206,7 +208,8 @@ def build_report(
                 FigureRef(
                     figures["heatmaps"],
                     "Heatmaps of mean final test accuracy per decay mode",
-                    "x: learning rate, y: weight decay; red box: best per mode; "
+                    "x: learning rate, y: weight decay; red box: best per mode on validation "
+                    "accuracy; "
                     "grey: a seed diverged or failed.",
                 ),
             ]

@@ -16,8 +16,8 @@ Loss curves
 Heatmaps (sweeps)
     One panel per decay mode, x = learning rate, y = weight decay (grid values, log-spaced
     as swept), colour = mean final test accuracy over seeds on one shared scale, every cell
-    annotated; the best usable cell of each mode is boxed, diverged/failed cells are grey
-    and hatched.
+    annotated; the best usable cell of each mode (on validation accuracy) is boxed,
+    diverged/failed cells are grey and hatched.
 """
 
 from __future__ import annotations
@@ -456,8 +456,9 @@ def _draw_heatmap(ax: Any, grid: SweepGrid, mode: str, norm: Any, cmap: Any) -> 
             )
         )
         ax.set_title(
-            f"{mode}\nbest: lr {format_number(best.lr)}, "
-            f"wd {format_number(best.weight_decay)} → {best.test_acc.mean * 100:.2f}%",
+            f"{mode}\nbest on validation: lr {format_number(best.lr)}, "
+            f"wd {format_number(best.weight_decay)}\n"
+            f"→ valid {best.valid_acc.mean * 100:.2f}%, test {best.test_acc.mean * 100:.2f}%",
             fontsize=10.5,
         )
     else:
@@ -506,7 +507,7 @@ def heatmaps_png(results: StudyResult, *, dpi: int = DPI) -> bytes:
     seeds = max((len(c.seeds) for c in grid.cells.values()), default=1)
     fig.suptitle(
         f"Sweep: final test accuracy (%), mean ± std over {seeds} seed(s)\n"
-        "red box: best per mode; grey: a seed diverged or failed",
+        "red box: best per mode on validation accuracy; grey: a seed diverged or failed",
         fontsize=11,
     )
     return _png(fig, dpi)

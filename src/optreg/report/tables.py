@@ -146,26 +146,29 @@ def summary_table(rows: Sequence[ScenarioSummary], *, matches: bool | None = Non
 
 
 def best_table(best: Sequence[BestSetting]) -> Table:
-    """The best settings per mode: mode, lr, weight decay, test accuracy, number of seeds."""
+    """The best settings per mode (chosen on validation accuracy): mode, lr, weight decay,
+    validation and test accuracy, number of seeds."""
     rows = tuple(
         (
             b.mode,
             format_number(b.lr),
             format_number(b.weight_decay),
+            format_stat(b.valid_acc, 2, scale=100),
             format_stat(b.test_acc, 2, scale=100),
             str(b.n_seeds),
         )
         for b in best
     )
     return Table(
-        ("mode", "best lr", "best weight decay", "test acc (%)", "seeds"),
+        ("mode", "best lr", "best weight decay", "valid acc (%)", "test acc (%)", "seeds"),
         rows,
-        ("l", "r", "r", "r", "r"),
+        ("l", "r", "r", "r", "r", "r"),
     )
 
 
 def sweep_table(grid: SweepGrid) -> Table:
-    """Every cell of a sweep: mode, lr, weight decay, test accuracy over seeds, status."""
+    """Every cell of a sweep: mode, lr, weight decay, validation and test accuracy over seeds,
+    status."""
     rows = []
     for mode in grid.modes:
         for wd in grid.weight_decays[mode]:
@@ -181,15 +184,16 @@ def sweep_table(grid: SweepGrid) -> Table:
                         mode,
                         format_number(lr),
                         format_number(wd),
+                        format_stat(cell.valid_acc, 2, scale=100),
                         format_stat(cell.test_acc, 2, scale=100),
                         seeds,
                         cell.status,
                     )
                 )
     return Table(
-        ("mode", "lr", "weight decay", "test acc (%)", "seeds", "status"),
+        ("mode", "lr", "weight decay", "valid acc (%)", "test acc (%)", "seeds", "status"),
         tuple(rows),
-        ("l", "r", "r", "r", "r", "l"),
+        ("l", "r", "r", "r", "r", "r", "l"),
     )
 
 

@@ -30,7 +30,7 @@ NO_DECAY = {"weight_decay": 0.0, "decay_mode": "none", "decay": "weights"}
 EXPECTED: dict[str, dict[str, Any]] = {
     "sgd": {"optimizer": "sgd", "implementation": "torch", "loss": "torch", "lr": 0.1,
             "momentum": 0.9, **NO_DECAY},
-    "optreg-sgd": {"optimizer": "sgd", "implementation": "optreg", "loss": "optreg", "lr": 0.1,
+    "optreg-sgd": {"optimizer": "sgd", "implementation": "optreg", "loss": "torch", "lr": 0.1,
                    "momentum": 0.9, **NO_DECAY},
     "torch-adam": {**TORCH, **NO_DECAY},
     "adam": {**OPTREG, **NO_DECAY},

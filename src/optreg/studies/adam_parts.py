@@ -24,8 +24,10 @@ Every run records the size of its first 100 updates (``trace_steps``): the repor
 effective step, ‖Δθ‖_rms / γ, of Adam with and without bias correction and of the parts.
 
 Why the exercise's SGD never learns on this net: with momentum β the steady-state step is
-γ/(1 − β) · g = 1.0 · g at γ = 0.1, β = 0.9. That is ten times the step of ``sgd-0.01``; LeNet's
-tanh units saturate within the first steps and the loss stays near ln 10 (chance).
+γ/(1 − β) · g = 1.0 · g at γ = 0.1, β = 0.9, ten times the step of ``sgd-0.01``. Measured on
+the CIFAR-10 copy: by step 100 it moves the weights by 1.3e-3 (rms) per step against 1.2e-4
+for ``sgd-0.01``, its training loss stays at 2.35–2.52 (chance: ln 10 = 2.30), and it ends at
+26 % test accuracy, while ``sgd-0.01`` reaches 54 %, the best of the study.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ FLAGS: dict[str, Flag] = {f.name: f for f in [
     Flag("l2", "L2 = λ the classroom way: weight decay λ / batch size", _number),
     Flag("weight_decay", "weight decay, the raw coefficient as in torch", _number),
     Flag("decay_mode", "where the L2 / weight decay acts",
-         choices=tuple(m for m in config_module.DECAY_MODES if m != "none"),
+         choices=_choices("decay_mode", "none"),
          unset="coupled when --l2 or --weight-decay is given"),
     Flag("decay", "which tensors decay: ndim > 1 or all", choices=_choices("decay")),
     Flag("schedule", "learning-rate schedule", choices=_choices("schedule")),

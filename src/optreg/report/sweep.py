@@ -73,8 +73,10 @@ class SweepGrid:
         for i, wd in enumerate(decays):
             for j, lr in enumerate(self.lrs):
                 c = self.cell(mode, lr, wd)
-                stat = None if c is None else c.test_acc if split == "test" else c.valid_acc
-                if c is not None and stat is not None and (c.usable or not usable_only):
+                if c is None or (usable_only and not c.usable):
+                    continue
+                stat = c.test_acc if split == "test" else c.valid_acc
+                if stat is not None:
                     out[i, j] = stat.mean
         return out
 
